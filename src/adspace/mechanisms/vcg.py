@@ -1,0 +1,455 @@
+"""Embedding-space VCG: the power-diagram auction of seed 000 (Kim 2026), exact in float64.
+
+An advertiser reports a center ``c`` (its customer in embedding space), a reach ``σ > 0`` and a bid
+``b > 0`` (the value of an impression exactly at the center). A conversation embeds to ``x``.
+
+* ``score(x) = log b − ‖x − c‖²/σ²`` and ``reported_value(x) = b·exp(−‖x − c‖²/σ²)``; the score is
+  the logarithm of the reported value (``score_eq_log_reportedVal``).
+* The highest score wins; ties go to the lowest index (the Lean artifact's ``List.argmax`` returns the
+  first maximum). The winner pays the Clarke pivot ``max_{j≠w} b_j·exp(−‖x − c_j‖²/σ_j²)`` over the
+  other eligible advertisers (0 when unopposed), raised to the reserve; losers pay nothing.
+
+This module is the **one scoring kernel** of adspace: the exchange, the experiments and the scale-out
+all call :func:`clear` (or a prepared :class:`Market`). Every winner, runner-up, score and payment it
+returns is a direct float64 evaluation of the formulas above.
+
+How clearing stays exact and fast
+---------------------------------
+Scores are inner products in ``d + 2`` dimensions (:mod:`adspace.mechanisms.geometry`), so a whole
+batch of queries is scored by one float32 GEMM. That expansion can cancel catastrophically (tiny σ far
+from the origin), so it is used only as a *certified filter*:
+
+1. Queries and centers are first translated by a common origin (the mean center); scores depend only
+   on ``x − c``, so this changes nothing mathematically and removes most of the cancellation.
+2. Each approximate score ``S̃_ij`` comes with a rigorous bound ``E_ij`` on its distance from the
+   exact score *and* from the direct float64 evaluation (standard dot-product error analysis,
+   ``γ_n = n·u/(1 − n·u)``, with a safety factor of 2; see ``_filter_bound``).
+3. With ``T_i`` the second largest lower bound ``S̃_ij − E_ij`` in row ``i``, any advertiser with
+   ``S̃_ij + E_ij < T_i`` provably is neither winner nor runner-up. All others are re-scored exactly
+   with the direct float64 formula, and winner and runner-up are chosen from those exact scores.
+
+When the bound is useless (extreme coordinates or reaches), every eligible advertiser becomes a
+candidate and the result is the plain exact scan: the fallback is automatic. Queries are processed in
+chunks so that memory stays bounded (``max_chunk_bytes``) for any ``Q × N``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from adspace.mechanisms._validate import as_float_array, check_positive
+
+__all__ = [
+    "Clearing",
+    "Market",
+    "Report",
+    "Valuation",
+    "clear",
+    "reported_value",
+    "score",
+    "true_value",
+    "utility",
+]
+
+_U32 = 2.0**-24  # unit roundoff of float32
+_U64 = 2.0**-53  # unit roundoff of float64
+_F32_SAFE = 1e15  # lifted entries above this may overflow float32 products; handled by the exact path
+
+
+# --------------------------------------------------------------------------------------------------
+# The formulas (one definition per quantity, as in the Lean artifact)
+# --------------------------------------------------------------------------------------------------
+
+
+def _sqdist(x: NDArray[np.float64], c: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``‖x − c‖²`` over the last axis, evaluated directly (no expansion)."""
+    diff = x - c
+    return np.einsum("...k,...k->...", diff, diff)
+
+
+def _score_from_sqdist(sqdist: ArrayLike, sigma: ArrayLike, bid: ArrayLike) -> NDArray[np.float64]:
+    sigma = np.asarray(sigma, dtype=np.float64)
+    return np.log(bid) - sqdist / (sigma * sigma)
+
+
+def _value_from_sqdist(sqdist: ArrayLike, sigma: ArrayLike, bid: ArrayLike) -> NDArray[np.float64]:
+    sigma = np.asarray(sigma, dtype=np.float64)
+    return bid * np.exp(-(sqdist / (sigma * sigma)))
+
+
+def _check_report(x: Any, center: Any, sigma: Any, bid: Any, *, sigma_name: str = "sigma", bid_name: str = "bid"):
+    x = as_float_array(x, "x")
+    center = as_float_array(center, "center")
+    sigma = as_float_array(sigma, sigma_name)
+    bid = as_float_array(bid, bid_name)
+    if x.ndim == 0 or center.ndim == 0:
+        raise ValueError("x and center: must have a trailing embedding axis of length d")
+    if x.shape[-1] != center.shape[-1]:
+        raise ValueError(f"center: dimension {center.shape[-1]} does not match x's dimension {x.shape[-1]}")
+    check_positive(sigma, sigma_name)
+    check_positive(bid, bid_name)
+    return x, center, sigma, bid
+
+
+def score(x: ArrayLike, center: ArrayLike, sigma: ArrayLike, bid: ArrayLike) -> NDArray[np.float64] | float:
+    """``log b − ‖x − c‖²/σ²``, broadcasting over leading axes (``x``, ``center``: ``(..., d)``).
+
+    >>> score([1.0, 0.0], [0.0, 0.0], 1.0, np.e)
+    0.0
+    """
+    x, center, sigma, bid = _check_report(x, center, sigma, bid)
+    out = _score_from_sqdist(_sqdist(x, center), sigma, bid)
+    return float(out) if np.ndim(out) == 0 else out
+
+
+def reported_value(x: ArrayLike, center: ArrayLike, sigma: ArrayLike, bid: ArrayLike) -> NDArray[np.float64] | float:
+    """Value implied by a report at ``x``: ``b·exp(−‖x − c‖²/σ²)``. ``score = log(reported_value)``.
+
+    >>> reported_value([0.0, 0.0], [0.0, 0.0], 0.3, 2.5)
+    2.5
+    """
+    x, center, sigma, bid = _check_report(x, center, sigma, bid)
+    out = _value_from_sqdist(_sqdist(x, center), sigma, bid)
+    return float(out) if np.ndim(out) == 0 else out
+
+
+def true_value(x: ArrayLike, center: ArrayLike, true_sigma: ArrayLike, value: ArrayLike) -> NDArray[np.float64] | float:
+    """True value of an impression at ``x`` for a valuation ``(center, σ*, v)``: ``v·exp(−‖x − c‖²/σ*²)``."""
+    x, center, true_sigma, value = _check_report(x, center, true_sigma, value, sigma_name="true_sigma", bid_name="value")
+    out = _value_from_sqdist(_sqdist(x, center), true_sigma, value)
+    return float(out) if np.ndim(out) == 0 else out
+
+
+class Report(NamedTuple):
+    """An advertiser's report ``(center, σ, b)``."""
+
+    center: NDArray[np.float64]
+    sigma: float
+    bid: float
+
+
+class Valuation(NamedTuple):
+    """An advertiser's private valuation ``(center, σ*, v)`` (isotropic Gaussian, seed 000 §2)."""
+
+    center: NDArray[np.float64]
+    sigma: float
+    value: float
+
+    def at(self, x: ArrayLike) -> NDArray[np.float64] | float:
+        """True value at ``x``."""
+        return true_value(x, self.center, self.sigma, self.value)
+
+
+def utility(valuation: Valuation, x: ArrayLike, won: ArrayLike, payment: ArrayLike) -> NDArray[np.float64] | float:
+    """Quasilinear utility: ``trueVal(x) − payment`` when the advertiser won, ``−payment`` otherwise."""
+    won_arr = np.asarray(won, dtype=bool)
+    out = np.where(won_arr, valuation.at(x), 0.0) - np.asarray(payment, dtype=np.float64)
+    return float(out) if np.ndim(out) == 0 else out
+
+
+# --------------------------------------------------------------------------------------------------
+# Clearing
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Clearing:
+    """Outcome of clearing ``Q`` queries.
+
+    Attributes
+    ----------
+    winner : (Q,) int64
+        Index of the winning advertiser, ``-1`` where the query is not filled (no eligible advertiser,
+        or the best reported value is below the reserve).
+    runner_up : (Q,) int64
+        Index of the best other eligible advertiser (the one setting the Clarke pivot), ``-1`` for none.
+    payment : (Q,) float64
+        The winner's payment in bid units: the runner-up's reported value raised to the reserve,
+        never above the winner's own reported value; ``0`` where not filled.
+    score : (Q,) float64
+        The winner's score ``log b − ‖x − c‖²/σ²``; ``-inf`` where not filled.
+    value : (Q,) float64
+        The winner's reported value ``b·exp(−‖x − c‖²/σ²)``; ``0`` where not filled.
+    runner_up_score : (Q,) float64
+        The runner-up's score; ``-inf`` where there is no runner-up.
+    """
+
+    winner: NDArray[np.int64]
+    runner_up: NDArray[np.int64]
+    payment: NDArray[np.float64]
+    score: NDArray[np.float64]
+    value: NDArray[np.float64]
+    runner_up_score: NDArray[np.float64]
+
+    @property
+    def filled(self) -> NDArray[np.bool_]:
+        """``(Q,)`` boolean: whether each query was filled."""
+        return self.winner >= 0
+
+    def __len__(self) -> int:
+        return int(self.winner.shape[0])
+
+
+def _gamma(n: int, u: float) -> float:
+    return n * u / (1.0 - n * u)
+
+
+class Market:
+    """Advertisers' reports prepared for repeated clearing (the lifted arrays are built once).
+
+    ``Market(centers, sigmas, bids).clear(queries)`` is what :func:`clear` does; keep a ``Market``
+    when the same advertisers clear many batches (the exchange does).
+
+    Parameters
+    ----------
+    centers : (N, d) array
+    sigmas, bids : (N,) arrays, every entry finite and > 0
+    max_chunk_bytes : int
+        Upper bound on the scratch memory of one chunk of queries (about three ``q × N`` float32
+        matrices); larger ``Q`` is processed chunk by chunk.
+    """
+
+    def __init__(self, centers: ArrayLike, sigmas: ArrayLike, bids: ArrayLike, *, max_chunk_bytes: int = 256 << 20):
+        c = as_float_array(centers, "centers", ndim=2)
+        s = as_float_array(sigmas, "sigmas", ndim=1)
+        b = as_float_array(bids, "bids", ndim=1)
+        n, d = c.shape
+        if d == 0:
+            raise ValueError("centers: embedding dimension must be >= 1, got 0")
+        if s.shape[0] != n:
+            raise ValueError(f"sigmas: length {s.shape[0]} does not match the {n} centers")
+        if b.shape[0] != n:
+            raise ValueError(f"bids: length {b.shape[0]} does not match the {n} centers")
+        check_positive(s, "sigmas")
+        check_positive(b, "bids")
+        self.centers = np.ascontiguousarray(c)
+        self.sigmas = s
+        self.bids = b
+        self.n, self.d = n, d
+        self.max_chunk_bytes = int(max_chunk_bytes)
+        self._prepare()
+
+    # -- preparation -------------------------------------------------------------------------------
+    def _prepare(self) -> None:
+        n, d = self.n, self.d
+        self._origin = self.centers.mean(axis=0) if n else np.zeros(d)
+        shifted = self.centers - self._origin
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            inv = 1.0 / (self.sigmas * self.sigmas)
+            c2 = np.einsum("ij,ij->i", shifted, shifted)
+            logb = np.log(self.bids)
+            lift = np.empty((n, d + 2), dtype=np.float64)
+            lift[:, :d] = (2.0 * inv)[:, None] * shifted
+            lift[:, d] = -inv
+            lift[:, d + 1] = logb - inv * c2
+            amax = np.abs(lift).max(axis=1) if n else np.zeros(0)
+        # Advertisers whose lift is not safely representable in float32 are always re-scored exactly.
+        self._always = ~np.isfinite(amax) | (amax > _F32_SAFE)
+        lift[self._always] = 0.0
+        self._lift32 = np.ascontiguousarray(lift, dtype=np.float32)
+        self._amax = np.where(self._always, 0.0, amax)
+        # Error bound (see _filter_bound): E_ij = s_i * alpha_j + t_j + w_i.
+        nterms = d + 2
+        self._g = 2.0 * (_gamma(nterms, _U32) + 3 * _U32 + _gamma(2 * d + 16, _U64))
+        self._tiny = 2.0 * nterms * 2.0**-147
+        with np.errstate(over="ignore", invalid="ignore"):
+            alpha = np.where(self._always, 0.0, inv)
+            t = self._g * (2.0 * np.where(self._always, 0.0, c2 * inv) + np.where(self._always, 0.0, np.abs(logb)))
+            t = t + self._tiny * (1.0 + self._amax)
+        self._alpha32 = alpha.astype(np.float32)
+        self._t32 = t.astype(np.float32)
+        self._equal_alpha = bool(n and np.all(alpha == alpha[0]))
+        # The bound is only meaningful when its terms are finite in float32.
+        self._bound_ok = bool(np.isfinite(self._alpha32).all() and np.isfinite(self._t32).all())
+
+    # -- clearing ----------------------------------------------------------------------------------
+    def clear(self, queries: ArrayLike, *, reserve: float = 0.0, eligible: ArrayLike | None = None) -> Clearing:
+        """Clear ``queries`` (``(Q, d)`` or ``(d,)``) against this market. See :func:`clear`."""
+        x = as_float_array(queries, "queries", ndim=(1, 2))
+        if x.shape[-1] != self.d:
+            raise ValueError(f"queries: dimension {x.shape[-1]} does not match the centers' dimension {self.d}")
+        x2 = np.ascontiguousarray(x.reshape(-1, self.d))
+        nq = x2.shape[0]
+        try:
+            reserve = float(reserve)
+        except (TypeError, ValueError):
+            raise ValueError(f"reserve: must be a number, got {reserve!r}") from None
+        if not np.isfinite(reserve) or reserve < 0:
+            raise ValueError(f"reserve: must be finite and >= 0, got {reserve!r}")
+        elig = self._check_eligible(eligible, nq)
+
+        winner = np.full(nq, -1, dtype=np.int64)
+        runner = np.full(nq, -1, dtype=np.int64)
+        wscore = np.full(nq, -np.inf)
+        rscore = np.full(nq, -np.inf)
+        wvalue = np.zeros(nq)
+        rvalue = np.zeros(nq)
+        if self.n and nq:
+            per_row = max(1, self.n) * 4 * 3
+            step = max(1, min(nq, self.max_chunk_bytes // per_row))
+            for lo in range(0, nq, step):
+                hi = min(nq, lo + step)
+                e = None if elig is None else (elig if elig.ndim == 1 else elig[lo:hi])
+                self._clear_chunk(x2[lo:hi], e, winner[lo:hi], runner[lo:hi], wscore[lo:hi], rscore[lo:hi],
+                                  wvalue[lo:hi], rvalue[lo:hi])
+
+        filled = (winner >= 0) & (wvalue >= reserve)
+        payment = np.where(filled, np.minimum(np.maximum(rvalue, reserve), wvalue), 0.0)
+        return Clearing(
+            winner=np.where(filled, winner, -1),
+            runner_up=np.where(filled, runner, -1),
+            payment=payment,
+            score=np.where(filled, wscore, -np.inf),
+            value=np.where(filled, wvalue, 0.0),
+            runner_up_score=np.where(filled, rscore, -np.inf),
+        )
+
+    def _check_eligible(self, eligible: ArrayLike | None, nq: int) -> NDArray[np.bool_] | None:
+        if eligible is None:
+            return None
+        e = np.asarray(eligible)
+        if e.dtype != np.bool_:
+            raise ValueError(f"eligible: must be a boolean mask, got dtype {e.dtype}")
+        if e.shape == (self.n,):
+            return e
+        if e.shape == (nq, self.n):
+            return e
+        raise ValueError(f"eligible: shape must be ({self.n},) or ({nq}, {self.n}), got {e.shape}")
+
+    def _filter_bound(self, xn2: NDArray[np.float64], qmax: NDArray[np.float64]) -> NDArray[np.float32]:
+        """Rigorous bound ``E_ij`` on |float32 lifted score − exact score| + |direct float64 − exact|.
+
+        For a dot product of ``n = d + 2`` terms, ``|fl(q·a) − q·a| <= γ_n Σ|q_k a_k|`` whatever the
+        summation order (Higham, *Accuracy and Stability*, §3.1); rounding the float64 lifts to
+        float32 adds ``2u`` per product. With translated inputs ``x', c'``,
+        ``Σ|q_k a_k| <= (2‖x'‖² + 2‖c'‖²)/σ² + |log b|`` (Cauchy–Schwarz), and the direct float64
+        score errs by at most ``γ_{2d+16}`` times the same quantity. ``g`` sums these factors and
+        doubles them, which also covers rounding in forming the bound and the filter sums in float32;
+        ``tiny`` covers float32 underflow.
+        """
+        s = (self._g * 2.0 * xn2).astype(np.float32)
+        w = (self._tiny * (1.0 + qmax)).astype(np.float32)
+        if self._equal_alpha:
+            bound = np.add.outer(s * self._alpha32[0] + w, self._t32)
+        else:
+            bound = np.multiply.outer(s, self._alpha32)
+            bound += self._t32
+            bound += w[:, None]
+        return bound
+
+    def _clear_chunk(self, x, elig, winner, runner, wscore, rscore, wvalue, rvalue) -> None:
+        q, n, d = x.shape[0], self.n, self.d
+        shifted = x - self._origin
+        xn2 = np.einsum("ij,ij->i", shifted, shifted)
+        ql = np.empty((q, d + 2), dtype=np.float64)
+        ql[:, :d] = shifted
+        ql[:, d] = xn2
+        ql[:, d + 1] = 1.0
+        qmax = np.abs(ql).max(axis=1)
+        row_exact = ~(qmax <= _F32_SAFE)  # also catches inf/nan
+        ql[row_exact] = 0.0
+        approx = ql.astype(np.float32) @ self._lift32.T  # (q, n) float32
+        bound = self._filter_bound(np.where(row_exact, 0.0, xn2), np.where(row_exact, 0.0, qmax))
+        lower = approx - bound
+        upper = np.add(approx, bound, out=approx)
+        if not self._bound_ok or not (np.isfinite(lower).all() and np.isfinite(upper).all()):
+            bad = ~(np.isfinite(lower) & np.isfinite(upper))
+            lower[bad] = -np.inf
+            upper[bad] = np.inf
+        if self._always.any():
+            lower[:, self._always] = -np.inf
+            upper[:, self._always] = np.inf
+        if row_exact.any():
+            lower[row_exact] = -np.inf
+            upper[row_exact] = np.inf
+        if elig is not None:
+            if elig.ndim == 1:
+                lower[:, ~elig] = -np.inf
+                upper[:, ~elig] = -np.inf
+            else:
+                lower[~elig] = -np.inf
+                upper[~elig] = -np.inf
+        # T_i: second largest lower bound of row i (a certified lower bound on the true runner-up score).
+        rows = np.arange(q)
+        if n >= 2:
+            top = lower.argmax(axis=1)
+            lower[rows, top] = -np.inf
+            thresh = lower.max(axis=1)
+        else:
+            thresh = np.full(q, -np.inf, dtype=np.float32)
+        thresh = np.maximum(thresh, np.float32(-np.finfo(np.float32).max))
+        cand_r, cand_c = np.nonzero(upper >= thresh[:, None])
+        if cand_r.size == 0:
+            return
+        # Exact re-scoring of the candidates, in blocks to bound memory.
+        sq = np.empty(cand_r.size)
+        block = max(1, (64 << 20) // (8 * d))
+        for lo in range(0, cand_r.size, block):
+            hi = lo + block
+            sq[lo:hi] = _sqdist(x[cand_r[lo:hi]], self.centers[cand_c[lo:hi]])
+        sc = _score_from_sqdist(sq, self.sigmas[cand_c], self.bids[cand_c])
+        # Per row: highest score first, ties to the lowest index.
+        order = np.lexsort((cand_c, -sc, cand_r))
+        r_sorted, c_sorted, s_sorted, q_sorted = cand_r[order], cand_c[order], sc[order], sq[order]
+        first = np.flatnonzero(np.r_[True, r_sorted[1:] != r_sorted[:-1]])
+        wr = r_sorted[first]
+        winner[wr] = c_sorted[first]
+        wscore[wr] = s_sorted[first]
+        wvalue[wr] = _value_from_sqdist(q_sorted[first], self.sigmas[c_sorted[first]], self.bids[c_sorted[first]])
+        second = first + 1
+        has2 = second < r_sorted.size
+        has2[has2] &= r_sorted[second[has2]] == wr[has2]
+        sec = second[has2]
+        rr = r_sorted[sec]
+        runner[rr] = c_sorted[sec]
+        rscore[rr] = s_sorted[sec]
+        rvalue[rr] = _value_from_sqdist(q_sorted[sec], self.sigmas[c_sorted[sec]], self.bids[c_sorted[sec]])
+
+
+def clear(
+    queries: ArrayLike,
+    centers: ArrayLike,
+    sigmas: ArrayLike,
+    bids: ArrayLike,
+    *,
+    reserve: float = 0.0,
+    eligible: ArrayLike | None = None,
+) -> Clearing:
+    """Clear a batch of queries by the embedding-space VCG auction.
+
+    Parameters
+    ----------
+    queries : (Q, d) or (d,) array
+        Query embeddings. A single query gives ``Q = 1``.
+    centers : (N, d) array
+        Advertisers' declared centers.
+    sigmas, bids : (N,) arrays
+        Declared reaches and bids; finite and > 0.
+    reserve : float
+        A value in bid units acting as a phantom bidder: no fill when the best reported value is
+        below it, and the winner pays at least it.
+    eligible : (N,) or (Q, N) boolean array, optional
+        Which advertisers may compete (for every query, or per query).
+
+    Returns
+    -------
+    Clearing
+        ``winner``, ``runner_up``, ``payment`` (Clarke pivot), ``score``, and more; see :class:`Clearing`.
+
+    Raises
+    ------
+    ValueError
+        Naming the argument: σ <= 0, bid <= 0, non-finite values, a dimension or length mismatch,
+        a non-boolean or mis-shaped ``eligible``, a negative ``reserve``.
+
+    Examples
+    --------
+    >>> out = clear([[0.0, 0.0]], [[0.0, 0.0], [1.0, 0.0]], [1.0, 1.0], [2.0, 3.0])
+    >>> int(out.winner[0]), int(out.runner_up[0]), round(float(out.payment[0]), 6)
+    (0, 1, 1.103638)
+    """
+    return Market(centers, sigmas, bids).clear(queries, reserve=reserve, eligible=eligible)

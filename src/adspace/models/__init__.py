@@ -1,0 +1,1 @@
+"""The machine-learning boundary: sentence embedder and LLM backends, all loaded offline."""
