@@ -21,12 +21,14 @@ from the origin), so it is used only as a *certified filter*:
 
 1. Queries and centers are first translated by a common origin (the mean center); scores depend only
    on ``x − c``, so this changes nothing mathematically and removes most of the cancellation.
-2. Each approximate score ``S̃_ij`` comes with a rigorous bound ``E_ij`` on its distance from the
-   exact score *and* from the direct float64 evaluation (standard dot-product error analysis,
-   ``γ_n = n·u/(1 − n·u)``, with a safety factor of 2; see ``_filter_bound``).
-3. With ``T_i`` the second largest lower bound ``S̃_ij − E_ij`` in row ``i``, any advertiser with
-   ``S̃_ij + E_ij < T_i`` provably is neither winner nor runner-up. All others are re-scored exactly
-   with the direct float64 formula, and winner and runner-up are chosen from those exact scores.
+2. One float32 GEMM of query rows against the prepared filter matrix gives, for every pair, a
+   certified *upper bound* ``S̃_ij + E_ij`` on the exact score and on its direct float64 evaluation:
+   the error bound ``E_ij`` (standard dot-product error analysis, ``γ_n = n·u/(1 − n·u)``, doubled)
+   is folded into the GEMM as three extra columns, so it costs no extra pass over ``Q × N``.
+3. The two advertisers with the highest upper bounds are scored exactly; the smaller of those two
+   exact scores, ``T_i``, is a lower bound on the runner-up's score. Any advertiser whose upper
+   bound is below ``T_i`` provably is neither winner nor runner-up. All others are re-scored with
+   the direct float64 formula, and winner and runner-up are chosen from those exact scores.
 
 When the bound is useless (extreme coordinates or reaches), every eligible advertiser becomes a
 candidate and the result is the plain exact scan: the fallback is automatic. Queries are processed in
@@ -235,6 +237,12 @@ class Market:
 
     # -- preparation -------------------------------------------------------------------------------
     def _prepare(self) -> None:
+        """Build the float32 filter matrix ``[2c'/σ², −1/σ², log b − ‖c'‖²/σ², 1/σ², t, 1]`` (c' = c − origin).
+
+        The first ``d + 2`` columns are the inner-product lift of seed 000 (translated); the last three
+        carry the error bound, so one GEMM with the query row ``[x', ‖x'‖², 1, s, 1, w]`` yields a
+        certified *upper bound* ``S̃_ij + E_ij`` on every score (see :meth:`_query_rows`).
+        """
         n, d = self.n, self.d
         self._origin = self.centers.mean(axis=0) if n else np.zeros(d)
         shifted = self.centers - self._origin
@@ -242,29 +250,21 @@ class Market:
             inv = 1.0 / (self.sigmas * self.sigmas)
             c2 = np.einsum("ij,ij->i", shifted, shifted)
             logb = np.log(self.bids)
-            lift = np.empty((n, d + 2), dtype=np.float64)
+            lift = np.empty((n, d + 5), dtype=np.float64)
             lift[:, :d] = (2.0 * inv)[:, None] * shifted
             lift[:, d] = -inv
             lift[:, d + 1] = logb - inv * c2
-            amax = np.abs(lift).max(axis=1) if n else np.zeros(0)
-        # Advertisers whose lift is not safely representable in float32 are always re-scored exactly.
-        self._always = ~np.isfinite(amax) | (amax > _F32_SAFE)
+            amax = np.abs(lift[:, : d + 2]).max(axis=1) if n else np.zeros(0)
+            # Advertisers whose lift is not safely representable in float32 are always re-scored exactly.
+            self._always = ~(amax <= _F32_SAFE)
+            # Error-bound columns: E_ij = s_i * alpha_j + t_j + w_i (see _query_rows).
+            self._g = 2.0 * (_gamma(d + 5, _U32) + 3 * _U32 + _gamma(2 * d + 16, _U64))
+            self._tiny = 2.0 * (d + 5) * 2.0**-147
+            lift[:, d + 2] = inv
+            lift[:, d + 3] = self._g * (2.0 * c2 * inv + np.abs(logb)) + self._tiny * (1.0 + amax)
+            lift[:, d + 4] = 1.0
         lift[self._always] = 0.0
         self._lift32 = np.ascontiguousarray(lift, dtype=np.float32)
-        self._amax = np.where(self._always, 0.0, amax)
-        # Error bound (see _filter_bound): E_ij = s_i * alpha_j + t_j + w_i.
-        nterms = d + 2
-        self._g = 2.0 * (_gamma(nterms, _U32) + 3 * _U32 + _gamma(2 * d + 16, _U64))
-        self._tiny = 2.0 * nterms * 2.0**-147
-        with np.errstate(over="ignore", invalid="ignore"):
-            alpha = np.where(self._always, 0.0, inv)
-            t = self._g * (2.0 * np.where(self._always, 0.0, c2 * inv) + np.where(self._always, 0.0, np.abs(logb)))
-            t = t + self._tiny * (1.0 + self._amax)
-        self._alpha32 = alpha.astype(np.float32)
-        self._t32 = t.astype(np.float32)
-        self._equal_alpha = bool(n and np.all(alpha == alpha[0]))
-        # The bound is only meaningful when its terms are finite in float32.
-        self._bound_ok = bool(np.isfinite(self._alpha32).all() and np.isfinite(self._t32).all())
 
     # -- clearing ----------------------------------------------------------------------------------
     def clear(self, queries: ArrayLike, *, reserve: float = 0.0, eligible: ArrayLike | None = None) -> Clearing:
@@ -289,7 +289,7 @@ class Market:
         wvalue = np.zeros(nq)
         rvalue = np.zeros(nq)
         if self.n and nq:
-            per_row = max(1, self.n) * 4 * 3
+            per_row = max(1, self.n) * 5
             step = max(1, min(nq, self.max_chunk_bytes // per_row))
             for lo in range(0, nq, step):
                 hi = min(nq, lo + step)
@@ -320,69 +320,69 @@ class Market:
             return e
         raise ValueError(f"eligible: shape must be ({self.n},) or ({nq}, {self.n}), got {e.shape}")
 
-    def _filter_bound(self, xn2: NDArray[np.float64], qmax: NDArray[np.float64]) -> NDArray[np.float32]:
-        """Rigorous bound ``E_ij`` on |float32 lifted score − exact score| + |direct float64 − exact|.
+    def _query_rows(self, x: NDArray[np.float64]) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
+        """Query rows ``[x', ‖x'‖², 1, s, 1, w]`` whose product with the filter matrix bounds scores above.
 
-        For a dot product of ``n = d + 2`` terms, ``|fl(q·a) − q·a| <= γ_n Σ|q_k a_k|`` whatever the
-        summation order (Higham, *Accuracy and Stability*, §3.1); rounding the float64 lifts to
-        float32 adds ``2u`` per product. With translated inputs ``x', c'``,
-        ``Σ|q_k a_k| <= (2‖x'‖² + 2‖c'‖²)/σ² + |log b|`` (Cauchy–Schwarz), and the direct float64
-        score errs by at most ``γ_{2d+16}`` times the same quantity. ``g`` sums these factors and
-        doubles them, which also covers rounding in forming the bound and the filter sums in float32;
-        ``tiny`` covers float32 underflow.
+        Error analysis (Higham, *Accuracy and Stability of Numerical Algorithms*, §3.1): a dot product
+        of ``n`` terms computed in any order errs by at most ``γ_n Σ|q_k a_k|`` with
+        ``γ_n = n·u/(1 − n·u)``; rounding the float64 lifts to float32 adds ``≈ 3u`` per term. With the
+        translated inputs ``x', c'``, Cauchy–Schwarz gives
+        ``Σ|q_k a_k| <= M_ij = (2‖x'‖² + 2‖c'‖²)/σ_j² + |log b_j|``, and the direct float64 score
+        (the reference :func:`clear` must match) differs from the exact one by at most
+        ``γ_{2d+16}(64-bit) · M_ij``. The bound ``E_ij = g · M_ij`` with
+        ``g = 2(γ_{d+5} + 3u + γ_{2d+16})`` is twice the sum, which also absorbs the rounding of the
+        GEMM that adds ``E`` itself and of forming ``E`` in float32; ``w_i`` covers float32 underflow.
+        Rows that are not safely representable in float32 are flagged for exact scoring.
         """
-        s = (self._g * 2.0 * xn2).astype(np.float32)
-        w = (self._tiny * (1.0 + qmax)).astype(np.float32)
-        if self._equal_alpha:
-            bound = np.add.outer(s * self._alpha32[0] + w, self._t32)
-        else:
-            bound = np.multiply.outer(s, self._alpha32)
-            bound += self._t32
-            bound += w[:, None]
-        return bound
+        q, d = x.shape[0], self.d
+        shifted = x - self._origin
+        xn2 = np.einsum("ij,ij->i", shifted, shifted)
+        rows = np.empty((q, d + 5), dtype=np.float64)
+        rows[:, :d] = shifted
+        rows[:, d] = xn2
+        rows[:, d + 1] = 1.0
+        qmax = np.abs(rows[:, : d + 2]).max(axis=1)
+        exact = ~(qmax <= _F32_SAFE)  # also catches inf
+        rows[:, d + 2] = self._g * 2.0 * xn2
+        rows[:, d + 3] = 1.0
+        rows[:, d + 4] = self._tiny * (1.0 + qmax)
+        rows[exact] = 0.0
+        return rows.astype(np.float32), exact
 
     def _clear_chunk(self, x, elig, winner, runner, wscore, rscore, wvalue, rvalue) -> None:
         q, n, d = x.shape[0], self.n, self.d
-        shifted = x - self._origin
-        xn2 = np.einsum("ij,ij->i", shifted, shifted)
-        ql = np.empty((q, d + 2), dtype=np.float64)
-        ql[:, :d] = shifted
-        ql[:, d] = xn2
-        ql[:, d + 1] = 1.0
-        qmax = np.abs(ql).max(axis=1)
-        row_exact = ~(qmax <= _F32_SAFE)  # also catches inf/nan
-        ql[row_exact] = 0.0
-        approx = ql.astype(np.float32) @ self._lift32.T  # (q, n) float32
-        bound = self._filter_bound(np.where(row_exact, 0.0, xn2), np.where(row_exact, 0.0, qmax))
-        lower = approx - bound
-        upper = np.add(approx, bound, out=approx)
-        if not self._bound_ok or not (np.isfinite(lower).all() and np.isfinite(upper).all()):
-            bad = ~(np.isfinite(lower) & np.isfinite(upper))
-            lower[bad] = -np.inf
-            upper[bad] = np.inf
+        rows32, row_exact = self._query_rows(x)
+        upper = rows32 @ self._lift32.T  # (q, n) float32: certified upper bounds on the scores
         if self._always.any():
-            lower[:, self._always] = -np.inf
             upper[:, self._always] = np.inf
         if row_exact.any():
-            lower[row_exact] = -np.inf
             upper[row_exact] = np.inf
         if elig is not None:
             if elig.ndim == 1:
-                lower[:, ~elig] = -np.inf
                 upper[:, ~elig] = -np.inf
             else:
-                lower[~elig] = -np.inf
                 upper[~elig] = -np.inf
-        # T_i: second largest lower bound of row i (a certified lower bound on the true runner-up score).
-        rows = np.arange(q)
-        if n >= 2:
-            top = lower.argmax(axis=1)
-            lower[rows, top] = -np.inf
-            thresh = lower.max(axis=1)
-        else:
-            thresh = np.full(q, -np.inf, dtype=np.float32)
-        thresh = np.maximum(thresh, np.float32(-np.finfo(np.float32).max))
-        cand_r, cand_c = np.nonzero(upper >= thresh[:, None])
+        r = np.arange(q)
+        # Two distinct advertisers per row with the highest upper bounds; the smaller of their exact
+        # scores is a certified lower bound T_i on the true runner-up score.
+        top1 = upper.argmax(axis=1)
+        keep = upper[r, top1].copy()
+        upper[r, top1] = -np.inf
+        top2 = upper.argmax(axis=1) if n >= 2 else top1
+        upper[r, top1] = keep
+        pair_c = np.concatenate([top1, top2])
+        pair_s = _score_from_sqdist(
+            _sqdist(x[np.concatenate([r, r])], self.centers[pair_c]), self.sigmas[pair_c], self.bids[pair_c]
+        )
+        valid2 = (n >= 2) & (upper[r, top2] > -np.inf)
+        thresh = np.where(valid2, np.minimum(pair_s[:q], pair_s[q:]), -np.inf)
+        # float32 rounding of the threshold must not exclude anyone: round it down, but keep it finite
+        # so that ineligible advertisers (upper bound -inf) never pass.
+        with np.errstate(over="ignore"):
+            thresh32 = thresh.astype(np.float32)
+            thresh32 = np.where(thresh32 > thresh, np.nextafter(thresh32, np.float32(-np.inf)), thresh32)
+        thresh32 = np.maximum(thresh32, np.float32(-np.finfo(np.float32).max))
+        cand_r, cand_c = np.nonzero(upper >= thresh32[:, None])
         if cand_r.size == 0:
             return
         # Exact re-scoring of the candidates, in blocks to bound memory.
