@@ -211,8 +211,8 @@ class Market:
     centers : (N, d) array
     sigmas, bids : (N,) arrays, every entry finite and > 0
     max_chunk_bytes : int
-        Upper bound on the scratch memory of one chunk of queries (about three ``q × N`` float32
-        matrices); larger ``Q`` is processed chunk by chunk.
+        Upper bound on the scratch memory of one chunk of queries (one ``q × N`` float32 matrix and
+        one boolean mask); larger ``Q`` is processed chunk by chunk.
     """
 
     def __init__(self, centers: ArrayLike, sigmas: ArrayLike, bids: ArrayLike, *, max_chunk_bytes: int = 256 << 20):
@@ -265,6 +265,27 @@ class Market:
             lift[:, d + 4] = 1.0
         lift[self._always] = 0.0
         self._lift32 = np.ascontiguousarray(lift, dtype=np.float32)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def scores(self, x: ArrayLike) -> NDArray[np.float64]:
+        """Exact scores ``log b − ‖x − c‖²/σ²`` of every advertiser for one query ``x`` of shape ``(d,)``.
+
+        The direct float64 evaluation :meth:`clear` agrees with; use it to explain an outcome
+        (every campaign's score and, through ``np.exp``, its reported value).
+        """
+        x = as_float_array(x, "x", ndim=1)
+        if x.shape[0] != self.d:
+            raise ValueError(f"x: dimension {x.shape[0]} does not match the centers' dimension {self.d}")
+        return _score_from_sqdist(_sqdist(x, self.centers), self.sigmas, self.bids)
+
+    def reported_values(self, x: ArrayLike) -> NDArray[np.float64]:
+        """Reported values ``b·exp(−‖x − c‖²/σ²)`` of every advertiser for one query ``x`` (``(d,)``)."""
+        x = as_float_array(x, "x", ndim=1)
+        if x.shape[0] != self.d:
+            raise ValueError(f"x: dimension {x.shape[0]} does not match the centers' dimension {self.d}")
+        return _value_from_sqdist(_sqdist(x, self.centers), self.sigmas, self.bids)
 
     # -- clearing ----------------------------------------------------------------------------------
     def clear(self, queries: ArrayLike, *, reserve: float = 0.0, eligible: ArrayLike | None = None) -> Clearing:
