@@ -25,7 +25,7 @@ def _main() -> None:
 
 
 # Command modules register themselves on `app` / `experiment_app` when imported.
-# (none yet)
+from adspace.exchange import commands as _exchange_commands  # noqa: E402,F401
 
 if __name__ == "__main__":  # pragma: no cover
     app()

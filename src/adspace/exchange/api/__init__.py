@@ -1,0 +1,1 @@
+"""HTTP routers (thin: parse, authenticate, call the service layer)."""

@@ -1,0 +1,59 @@
+"""Auctions, billing notices and clicks (publishers, each on its own auctions only)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from adspace.exchange import schemas
+from adspace.exchange.api.deps import ExchangeDep, Publisher
+from adspace.exchange.service import conversation_text
+
+router = APIRouter(prefix="/v1/auctions", tags=["auctions"])
+
+
+@router.post("", response_model=schemas.AuctionResponse)
+def run_auction(body: schemas.AuctionRequest, ex: ExchangeDep, who: Publisher):
+    """Run one auction for a conversation (`messages`) or a query `embedding`.
+
+    The winner pays the Clarke pivot in whole micros (rounded down), never more than its bid and never
+    less than `reserve_micros`. Its price is held against its budget until billed or expired.
+    """
+    text = conversation_text(body.messages) if body.messages is not None else None
+    auction, out, camp = ex.run_auction(
+        who,
+        embedding=body.embedding,
+        text=text,
+        keywords=body.keywords,
+        reserve_micros=body.reserve_micros,
+        tau=body.tau,
+    )
+    return ex.auction_response(auction, out, camp)
+
+
+@router.get("", response_model=list[schemas.AuctionOut])
+def list_auctions(
+    ex: ExchangeDep,
+    who: Publisher,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+):
+    return ex.list_auctions(who, limit=limit, offset=offset)
+
+
+@router.get("/{auction_id}", response_model=schemas.AuctionOut)
+def get_auction(auction_id: str, ex: ExchangeDep, who: Publisher):
+    return ex.get_auction(who, auction_id)
+
+
+@router.post("/{auction_id}/billing", response_model=schemas.BillingResult)
+def bill(auction_id: str, ex: ExchangeDep, who: Publisher):
+    """The ad was shown: charge the winner. Exactly once; a repeat answers the same and charges nothing."""
+    return ex.bill(who, auction_id)
+
+
+@router.post("/{auction_id}/click", response_model=schemas.ClickResult)
+def click(auction_id: str, ex: ExchangeDep, who: Publisher):
+    """The ad was clicked (recorded once, for reports; clicks are not charged)."""
+    return ex.click(who, auction_id)

@@ -1,0 +1,47 @@
+"""Campaigns: an advertiser's own, and no one else's (a foreign id answers 404)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Response
+
+from adspace.exchange import schemas
+from adspace.exchange.api.deps import Advertiser, ExchangeDep
+
+router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
+
+
+@router.post("", status_code=201, response_model=schemas.CampaignOut)
+def create_campaign(body: schemas.CampaignCreate, ex: ExchangeDep, who: Advertiser):
+    """Create a campaign: a `description` (embedded to the center), an `embedding` (384 numbers) or `keywords`."""
+    return ex.create_campaign(who, body)
+
+
+@router.get("", response_model=list[schemas.CampaignOut])
+def list_campaigns(
+    ex: ExchangeDep,
+    who: Advertiser,
+    status: Literal["active", "paused"] | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+):
+    return ex.list_campaigns(who, status=status, limit=limit, offset=offset)
+
+
+@router.get("/{campaign_id}", response_model=schemas.CampaignOut)
+def get_campaign(campaign_id: str, ex: ExchangeDep, who: Advertiser):
+    return ex.get_campaign(who, campaign_id)
+
+
+@router.patch("/{campaign_id}", response_model=schemas.CampaignOut)
+def update_campaign(campaign_id: str, body: schemas.CampaignUpdate, ex: ExchangeDep, who: Advertiser):
+    """Change a campaign; the next auction sees the change."""
+    return ex.update_campaign(who, campaign_id, body)
+
+
+@router.delete("/{campaign_id}", status_code=204)
+def delete_campaign(campaign_id: str, ex: ExchangeDep, who: Advertiser):
+    """Remove a campaign from the market (its history stays in reports and the ledger)."""
+    ex.delete_campaign(who, campaign_id)
+    return Response(status_code=204)

@@ -1,0 +1,43 @@
+"""Dependencies shared by the routers: the exchange instance and the authenticated caller."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from adspace.exchange.service import Exchange, Principal
+
+bearer = HTTPBearer(auto_error=False, description="API key: `Authorization: Bearer <key>`")
+
+
+def get_exchange(request: Request) -> Exchange:
+    return request.app.state.exchange
+
+
+ExchangeDep = Annotated[Exchange, Depends(get_exchange)]
+
+
+def current(ex: ExchangeDep, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
+    if creds is None or not creds.credentials:
+        raise HTTPException(401, "Authorization: missing bearer API key", headers={"WWW-Authenticate": "Bearer"})
+    who = ex.authenticate(creds.credentials)
+    if who is None:
+        raise HTTPException(401, "Authorization: unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"})
+    return who
+
+
+def _role(*kinds: str):
+    def dep(who: Annotated[Principal, Depends(current)]) -> Principal:
+        if who.kind not in kinds:
+            raise HTTPException(403, f"Authorization: this endpoint is for {' or '.join(kinds)} keys, not {who.kind}")
+        return who
+
+    return dep
+
+
+Caller = Annotated[Principal, Depends(current)]
+Admin = Annotated[Principal, Depends(_role("admin"))]
+Advertiser = Annotated[Principal, Depends(_role("advertiser"))]
+Publisher = Annotated[Principal, Depends(_role("publisher"))]

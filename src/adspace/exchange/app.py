@@ -1,0 +1,69 @@
+"""The FastAPI application: ``create_app(settings)``.
+
+Start-up runs the Alembic migrations, makes sure an admin key exists, loads the campaigns into the
+in-memory market and starts the thread that releases expired holds.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from adspace import __version__
+from adspace.exchange.api import accounts, auctions, campaigns, openrtb, reports
+from adspace.exchange.config import Settings
+from adspace.exchange.middleware import Guard
+from adspace.exchange.service import Exchange, ServiceError
+
+log = logging.getLogger("adspace.exchange")
+
+DESCRIPTION = """\
+Ads inside LLM conversations, sold by the embedding-space VCG auction (the power-diagram auction):
+the winner pays the Clarke pivot, computed by `adspace.mechanisms.vcg`.
+
+Authenticate with `Authorization: Bearer <key>`. Money is integer **micros** (1e-6 of the currency).
+"""
+
+
+def create_app(settings: Settings | None = None, *, exchange: Exchange | None = None) -> FastAPI:
+    settings = settings or Settings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        ex = exchange or Exchange(settings)
+        ex.migrate()
+        key = ex.bootstrap_admin()
+        if key:
+            log.warning("Generated admin API key (shown once): %s", key)
+            print(f"Admin API key (shown once, store it): {key}", flush=True)
+        ex.load_market()
+        ex.start_background()
+        app.state.exchange = ex
+        try:
+            yield
+        finally:
+            ex.close()
+
+    app = FastAPI(title="adspace exchange", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+
+    @app.exception_handler(ServiceError)
+    async def _service_error(_req: Request, exc: ServiceError):
+        return JSONResponse(status_code=exc.status, content={"detail": exc.detail})
+
+    @app.get("/healthz", tags=["health"])
+    def healthz(request: Request) -> dict:
+        ex: Exchange = request.app.state.exchange
+        return {"status": "ok", "campaigns": len(ex.market), "model_loaded": ex.model_loaded}
+
+    for r in (accounts.router, campaigns.router, auctions.router, reports.router, openrtb.router):
+        app.include_router(r)
+    app.add_middleware(
+        Guard,
+        max_body_bytes=settings.max_body_bytes,
+        rate_per_second=settings.rate_limit_per_second,
+        burst=settings.rate_limit_burst,
+    )
+    return app

@@ -1,0 +1,59 @@
+"""``adspace serve``: run the ad exchange (registered on the ``adspace`` command)."""
+
+from __future__ import annotations
+
+import os
+
+import typer
+
+from adspace.cli import app
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8000, min=1, max=65535, help="Port to listen on."),
+    database_url: str | None = typer.Option(
+        None,
+        help="SQLAlchemy URL; default $ADSPACE_DATABASE_URL or sqlite:///adspace.db. "
+        "postgresql://user:pass@host/db uses psycopg 3.",
+    ),
+    demo: bool = typer.Option(False, help="Seed an empty database with a demo market and print the keys to try it."),
+) -> None:
+    """Serve the ad exchange over HTTP (OpenAPI docs at /docs)."""
+    import uvicorn
+    from rich.console import Console
+
+    from adspace.exchange.app import create_app
+    from adspace.exchange.config import Settings
+    from adspace.exchange.service import Exchange
+
+    console = Console()
+    settings = Settings.from_env().with_overrides(database_url=database_url)
+    if not os.environ.get("ADSPACE_PUBLIC_URL"):
+        settings = settings.with_overrides(public_url=f"http://{host}:{port}")
+    ex = Exchange(settings)
+    ex.migrate()
+    admin_key = ex.bootstrap_admin()
+    console.print(f"[bold]adspace exchange[/] database: {ex.engine.url.render_as_string(hide_password=True)}")
+    if admin_key:
+        console.print(f"Admin API key (shown once, store it): [bold]{admin_key}[/]")
+    if demo:
+        from adspace.exchange.seed import seed_demo
+
+        keys = seed_demo(ex)
+        if keys:
+            console.print("[bold]Demo market seeded.[/] Keys (shown once):")
+            for label, key in keys.items():
+                console.print(f"  {label}: [bold]{key}[/]")
+        else:
+            console.print("Database already has accounts: demo seeding skipped (keys were printed at first start).")
+    console.print(f"Serving on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
+    uvicorn.run(
+        create_app(settings, exchange=ex),
+        host=host,
+        port=port,
+        workers=1,
+        log_level="info",
+        timeout_graceful_shutdown=5,
+    )

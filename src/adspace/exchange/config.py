@@ -1,0 +1,107 @@
+"""Settings of the exchange, read from the environment in one place.
+
+Every knob is an ``ADSPACE_*`` environment variable; ``adspace serve`` flags override the few that
+people change on the command line (``--database-url``, ``--host``, ``--port``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+
+__all__ = ["Settings", "normalize_database_url", "DEFAULT_DATABASE_URL"]
+
+DEFAULT_DATABASE_URL = "sqlite:///adspace.db"
+
+
+def normalize_database_url(url: str) -> str:
+    """Map ``postgres://`` / ``postgresql://`` to SQLAlchemy's psycopg 3 dialect; keep others as given."""
+    url = url.strip()
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _int(name: str, default: int, *, lo: int | None = None, hi: int | None = None) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name}: must be an integer, got {raw!r}") from None
+    if lo is not None and value < lo:
+        raise ValueError(f"{name}: must be >= {lo}, got {value}")
+    if hi is not None and value > hi:
+        raise ValueError(f"{name}: must be <= {hi}, got {value}")
+    return value
+
+
+def _float(name: str, default: float, *, lo: float = 0.0) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name}: must be a number, got {raw!r}") from None
+    if not value >= lo:
+        raise ValueError(f"{name}: must be >= {lo}, got {value}")
+    return value
+
+
+def _bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Exchange configuration. Build with :meth:`from_env`; tests use :func:`dataclasses.replace`."""
+
+    database_url: str = DEFAULT_DATABASE_URL
+    #: Admin API key; when empty, one is generated and printed at first start (only its hash is stored).
+    admin_key: str | None = None
+    #: Publisher's share of each charge, in basis points (8000 = 80 %); the exchange keeps the rest.
+    publisher_share_bps: int = 8000
+    #: How long a won auction's budget stays held waiting for its billing notice.
+    hold_seconds: int = 900
+    #: How often expired holds are released.
+    sweep_seconds: float = 5.0
+    #: Per-key token bucket: sustained requests per second and burst size (0 disables the limit).
+    rate_limit_per_second: float = 200.0
+    rate_limit_burst: int = 400
+    #: Largest accepted request body.
+    max_body_bytes: int = 256 * 1024
+    #: Reserve applied when a request names none (micros).
+    default_reserve_micros: int = 0
+    #: Load the embedding model at start (in the background) instead of at the first text request.
+    preload_model: bool = True
+    #: Base URL written into OpenRTB notice URLs (nurl/burl/lurl).
+    public_url: str = "http://127.0.0.1:8000"
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(
+            database_url=normalize_database_url(os.environ.get("ADSPACE_DATABASE_URL") or DEFAULT_DATABASE_URL),
+            admin_key=os.environ.get("ADSPACE_ADMIN_KEY") or None,
+            publisher_share_bps=_int("ADSPACE_PUBLISHER_SHARE_BPS", 8000, lo=0, hi=10_000),
+            hold_seconds=_int("ADSPACE_HOLD_SECONDS", 900, lo=1),
+            sweep_seconds=_float("ADSPACE_SWEEP_SECONDS", 5.0, lo=0.05),
+            rate_limit_per_second=_float("ADSPACE_RATE_LIMIT_PER_SECOND", 200.0),
+            rate_limit_burst=_int("ADSPACE_RATE_LIMIT_BURST", 400, lo=1),
+            max_body_bytes=_int("ADSPACE_MAX_BODY_BYTES", 256 * 1024, lo=1024),
+            default_reserve_micros=_int("ADSPACE_DEFAULT_RESERVE_MICROS", 0, lo=0),
+            preload_model=_bool("ADSPACE_PRELOAD_MODEL", True),
+            public_url=(os.environ.get("ADSPACE_PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/"),
+        )
+
+    def with_overrides(self, **kwargs) -> Settings:
+        kwargs = {k: v for k, v in kwargs.items() if v is not None}
+        if "database_url" in kwargs:
+            kwargs["database_url"] = normalize_database_url(kwargs["database_url"])
+        return replace(self, **kwargs)

@@ -1,0 +1,313 @@
+"""The in-memory market: campaigns held as arrays for :class:`adspace.mechanisms.vcg.Market`.
+
+The database is the truth; this is a cache of it kept in step by the service layer. Reports
+(center, σ, bid, keywords) changing rebuilds the prepared :class:`~adspace.mechanisms.vcg.Market`
+lazily, before the next auction; money (spent, held, daily use) and status change in place. Every
+change made by a committed transaction is applied before the request that made it returns, so the
+next auction sees it.
+
+Keyword campaigns (σ → 0, seed 000 §6). A keyword campaign sits at the point of each of its keywords
+(the keyword's embedding), one row of the market per keyword. When a request's keywords include a
+keyword that campaigns bid on, the auction runs at that keyword's point: the keyword's campaigns sit
+at distance 0 there (reported value = bid, whatever σ), every embedding campaign is scored at the
+point as usual, and keyword rows of other keywords are out (their value tends to 0 as σ → 0). With
+only keyword bidders the outcome is exactly a second-price auction. The σ stored for a keyword row
+is irrelevant at distance 0; it is set to 1.
+
+Money is integer micros. The kernel's payment (a float in micros) is rounded down to whole micros,
+never above the winner's bid and never below the reserve.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+import numpy as np
+
+from adspace.mechanisms.vcg import Market
+
+__all__ = ["CampaignState", "LiveMarket", "Outcome", "EXCLUSION_REASONS"]
+
+#: Why a campaign was left out of an auction, in the order they are checked.
+EXCLUSION_REASONS = ("paused", "schedule", "budget", "daily_budget", "keyword", "relevance")
+
+_BIG = float("inf")
+
+
+@dataclass
+class CampaignState:
+    """What the market needs of one campaign (a copy of its database row)."""
+
+    id: str
+    advertiser_id: str
+    kind: str  # embedding | keyword
+    center: np.ndarray | None
+    sigma: float | None
+    keywords: dict[str, np.ndarray] = field(default_factory=dict)  # keyword -> point
+    bid_micros: int = 0
+    budget_micros: int = 0
+    daily_budget_micros: int | None = None
+    starts_at: float = -_BIG  # POSIX seconds
+    ends_at: float = _BIG
+    status: str = "active"
+    spent_micros: int = 0
+    held_micros: int = 0
+    daily_day: str | None = None
+    daily_used_micros: int = 0
+    money_version: int = 0
+    title: str = ""
+    body: str = ""
+    url: str = ""
+    order: tuple = ()
+
+
+@dataclass
+class Outcome:
+    """One auction's result, before it is written down."""
+
+    filled: bool
+    campaign: CampaignState | None
+    price_micros: int
+    score: float | None
+    value_micros: float | None
+    runner_up_score: float | None
+    considered: int
+    total: int
+    excluded: dict[str, int]
+    below_reserve: bool
+    point: str  # "query" | "keyword"
+    keyword: str | None
+
+
+def _day_number(day: str | None) -> int:
+    """``"YYYY-MM-DD"`` -> proleptic ordinal (0 for none)."""
+    return 0 if not day else date.fromisoformat(day).toordinal()
+
+
+class LiveMarket:
+    """Campaign arrays for clearing, kept in step with the database by the service layer."""
+
+    def __init__(self, dim: int):
+        self.dim = dim
+        self._lock = threading.RLock()
+        self._camps: dict[str, CampaignState] = {}
+        self._dirty = True
+        self._market: Market | None = None
+        self._row_camp = np.zeros(0, dtype=np.int64)  # row -> campaign position
+        self._row_keyword: list[str | None] = []
+        self._keyword_rows: dict[str, np.ndarray] = {}
+        self._keyword_point: dict[str, np.ndarray] = {}
+        self._embedding_rows = np.zeros(0, dtype=bool)
+        self._order: list[str] = []
+        self._pos: dict[str, int] = {}
+        self._arr: dict[str, np.ndarray] = {}
+        self.rebuilds = 0
+
+    # -- keeping in step -----------------------------------------------------------------------------
+    def upsert(self, state: CampaignState) -> None:
+        """Add or replace a campaign (its report may have changed: the arrays are rebuilt lazily)."""
+        with self._lock:
+            old = self._camps.get(state.id)
+            if old is not None and old.money_version > state.money_version:
+                state.spent_micros, state.held_micros = old.spent_micros, old.held_micros
+                state.daily_day, state.daily_used_micros = old.daily_day, old.daily_used_micros
+                state.money_version = old.money_version
+            self._camps[state.id] = state
+            self._dirty = True
+
+    def remove(self, campaign_id: str) -> None:
+        with self._lock:
+            if self._camps.pop(campaign_id, None) is not None:
+                self._dirty = True
+
+    def set_money(
+        self, campaign_id: str, *, spent: int, held: int, daily_day: str | None, daily_used: int, version: int
+    ) -> None:
+        """Apply committed money columns (ignored when an equal or newer version is already applied)."""
+        with self._lock:
+            c = self._camps.get(campaign_id)
+            if c is None or version <= c.money_version:
+                return
+            c.spent_micros, c.held_micros = int(spent), int(held)
+            c.daily_day, c.daily_used_micros = daily_day, int(daily_used)
+            c.money_version = int(version)
+            if not self._dirty:
+                self._write_money(self._pos[campaign_id], c)
+
+    def _write_money(self, i: int, c: CampaignState) -> None:
+        a = self._arr
+        a["spent"][i], a["held"][i], a["used"][i] = c.spent_micros, c.held_micros, c.daily_used_micros
+        a["day"][i] = _day_number(c.daily_day)
+
+    def get(self, campaign_id: str) -> CampaignState | None:
+        with self._lock:
+            return self._camps.get(campaign_id)
+
+    def has_keyword(self, keyword: str) -> bool:
+        with self._lock:
+            self._ensure()
+            return keyword in self._keyword_rows
+
+    def __len__(self) -> int:
+        return len(self._camps)
+
+    def _ensure(self) -> None:
+        if not self._dirty:
+            return
+        camps = sorted(self._camps.values(), key=lambda c: c.order)
+        self._order = [c.id for c in camps]
+        self._pos = {cid: i for i, cid in enumerate(self._order)}
+        centers: list[np.ndarray] = []
+        sigmas: list[float] = []
+        bids: list[float] = []
+        row_camp: list[int] = []
+        row_kw: list[str | None] = []
+        kw_rows: dict[str, list[int]] = {}
+        kw_point: dict[str, np.ndarray] = {}
+        for i, c in enumerate(camps):
+            if c.kind == "keyword":
+                for kw in sorted(c.keywords):
+                    kw_rows.setdefault(kw, []).append(len(row_camp))
+                    kw_point.setdefault(kw, c.keywords[kw])
+                    centers.append(kw_point[kw])
+                    sigmas.append(1.0)
+                    bids.append(float(c.bid_micros))
+                    row_camp.append(i)
+                    row_kw.append(kw)
+            else:
+                centers.append(c.center)
+                sigmas.append(float(c.sigma))
+                bids.append(float(c.bid_micros))
+                row_camp.append(i)
+                row_kw.append(None)
+        if centers:
+            self._market = Market(np.vstack(centers), np.asarray(sigmas), np.asarray(bids))
+        else:
+            self._market = None
+        self._row_camp = np.asarray(row_camp, dtype=np.int64)
+        self._row_keyword = row_kw
+        self._keyword_rows = {k: np.asarray(v, dtype=np.int64) for k, v in kw_rows.items()}
+        self._keyword_point = kw_point
+        self._embedding_rows = np.asarray([k is None for k in row_kw], dtype=bool)
+        n = len(camps)
+        self._arr = {
+            "active": np.fromiter((c.status == "active" for c in camps), dtype=bool, count=n),
+            "starts": np.fromiter((c.starts_at for c in camps), dtype=np.float64, count=n),
+            "ends": np.fromiter((c.ends_at for c in camps), dtype=np.float64, count=n),
+            "bid": np.fromiter((c.bid_micros for c in camps), dtype=np.int64, count=n),
+            "budget": np.fromiter((c.budget_micros for c in camps), dtype=np.int64, count=n),
+            "cap": np.fromiter(
+                (-1 if c.daily_budget_micros is None else c.daily_budget_micros for c in camps), dtype=np.int64, count=n
+            ),
+            "spent": np.zeros(n, dtype=np.int64),
+            "held": np.zeros(n, dtype=np.int64),
+            "day": np.zeros(n, dtype=np.int64),
+            "used": np.zeros(n, dtype=np.int64),
+        }
+        for i, c in enumerate(camps):
+            self._write_money(i, c)
+        self._dirty = False
+        self.rebuilds += 1
+
+    # -- clearing ------------------------------------------------------------------------------------
+    def _campaign_reasons(self, now: float, today: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Per-campaign eligibility (before keyword and relevance) and the mask of each reason."""
+        a = self._arr
+        used = np.where(a["day"] == today, a["used"], 0)
+        sched_ok = (a["starts"] <= now) & (now < a["ends"])
+        budget_ok = a["budget"] - a["spent"] - a["held"] >= a["bid"]
+        daily_ok = (a["cap"] < 0) | (used + a["bid"] <= a["cap"])
+        status_ok = a["active"]
+        reasons = {"paused": ~status_ok, "schedule": ~sched_ok, "budget": ~budget_ok, "daily_budget": ~daily_ok}
+        return status_ok & sched_ok & budget_ok & daily_ok, reasons
+
+    def run(
+        self,
+        x: np.ndarray | None,
+        *,
+        keywords: list[str] | None,
+        reserve_micros: int,
+        tau: float | None,
+        now: datetime,
+        exclude: frozenset[str] = frozenset(),
+    ) -> Outcome:
+        """Clear one auction. ``x``: the query embedding (``None`` when only keywords were given)."""
+        with self._lock:
+            self._ensure()
+            today = now.date().toordinal()
+            n = len(self._order)
+            keyword = next((k for k in (keywords or []) if k in self._keyword_rows), None)
+            point_kind = "keyword" if keyword is not None else "query"
+            if keyword is not None:
+                x = self._keyword_point[keyword]
+            excluded = dict.fromkeys(EXCLUSION_REASONS, 0)
+            if x is None or self._market is None or n == 0:
+                return Outcome(False, None, 0, None, None, None, 0, n, excluded, False, point_kind, keyword)
+
+            camp_ok, reasons = self._campaign_reasons(now.timestamp(), today)
+            if exclude:
+                for cid in exclude:
+                    if cid in self._pos:
+                        camp_ok[self._pos[cid]] = False
+            row_ok = camp_ok[self._row_camp]
+            # Keyword rows: only those of the auction's keyword (σ → 0: every other keyword's value is 0).
+            kw_row_ok = np.zeros(row_ok.shape[0], dtype=bool)
+            if keyword is not None:
+                kw_row_ok[self._keyword_rows[keyword]] = True
+            row_kw_fail = ~self._embedding_rows & ~kw_row_ok
+            row_ok &= ~row_kw_fail
+            # Relevance gate: ‖x − c‖² <= τ (a filter on the report; see docs/exchange.md).
+            row_tau_fail = np.zeros(row_ok.shape[0], dtype=bool)
+            if tau is not None:
+                cand = np.flatnonzero(row_ok & self._embedding_rows)
+                if cand.size:
+                    diff = self._market.centers[cand] - x
+                    d2 = np.einsum("ij,ij->i", diff, diff)
+                    row_tau_fail[cand[d2 > tau]] = True
+                row_ok &= ~row_tau_fail
+
+            # Explain: each campaign counted once, under the first reason that left it out.
+            left = np.ones(n, dtype=bool)
+            for name in ("paused", "schedule", "budget", "daily_budget"):
+                hit = reasons[name] & left
+                excluded[name] = int(hit.sum())
+                left &= ~hit
+            camp_kw_fail = np.ones(n, dtype=bool)  # a campaign fails the keyword test if all its rows do
+            np.logical_and.at(camp_kw_fail, self._row_camp, row_kw_fail)
+            hit = camp_kw_fail & left
+            excluded["keyword"] = int(hit.sum())
+            left &= ~hit
+            camp_any_ok = np.zeros(n, dtype=bool)
+            np.logical_or.at(camp_any_ok, self._row_camp, row_ok)
+            excluded["relevance"] = int((left & ~camp_any_ok).sum())
+            considered = int(camp_any_ok.sum())
+
+            clearing = self._market.clear(x, reserve=float(reserve_micros), eligible=row_ok)
+            w = int(clearing.winner[0])
+            if w < 0:
+                return Outcome(
+                    False, None, 0, None, None, None, considered, n, excluded, considered > 0, point_kind, keyword
+                )
+            camp = self._camps[self._order[int(self._row_camp[w])]]
+            payment = float(clearing.payment[0])
+            # The kernel's payment lies in [reserve, winner's value] and the value is <= the bid, so its
+            # floor lies in [reserve, bid] for an integer reserve; min() guards float rounding at the top.
+            price = min(int(math.floor(payment)), camp.bid_micros)
+            r = int(clearing.runner_up[0])
+            return Outcome(
+                filled=True,
+                campaign=camp,
+                price_micros=price,
+                score=float(clearing.score[0]),
+                value_micros=float(clearing.value[0]),
+                runner_up_score=float(clearing.runner_up_score[0]) if r >= 0 else None,
+                considered=considered,
+                total=n,
+                excluded=excluded,
+                below_reserve=False,
+                point=point_kind,
+                keyword=keyword,
+            )

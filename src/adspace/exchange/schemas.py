@@ -1,0 +1,349 @@
+"""Request and response bodies of the REST API (pydantic v2).
+
+Every request model forbids unknown fields, and every constraint is declared on the field it
+concerns, so a bad request is answered 422 with the field's location in ``detail[].loc`` and the
+field named in ``detail[].msg``.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from adspace.models.embedder import DIM
+
+MAX_MICROS = 10**15  # a billion currency units
+MAX_BID_MICROS = 10**12
+MIN_SIGMA = 1e-6
+MAX_SIGMA = 1e6
+MAX_COORD = 1e6
+
+Micros = Annotated[int, Field(ge=0, le=MAX_MICROS, description="Amount in micros (1e-6 of the currency unit)")]
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+Keyword = Annotated[str, Field(min_length=1, max_length=100)]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+def check_embedding(v: list[float] | None, field: str) -> list[float] | None:
+    if v is None:
+        return v
+    if len(v) != DIM:
+        raise ValueError(f"{field}: must have the exchange model's dimension {DIM}, got {len(v)} numbers")
+    for i, a in enumerate(v):
+        if not math.isfinite(a) or abs(a) > MAX_COORD:
+            raise ValueError(f"{field}[{i}]: must be finite with |value| <= {MAX_COORD:g}, got {a!r}")
+    return v
+
+
+def normalize_keyword(k: str) -> str:
+    """Keywords match case-insensitively, with runs of whitespace collapsed."""
+    return " ".join(k.lower().split())
+
+
+def check_keywords(v: list[str] | None, field: str) -> list[str] | None:
+    if v is None:
+        return v
+    out: list[str] = []
+    for i, k in enumerate(v):
+        n = normalize_keyword(k)
+        if not n:
+            raise ValueError(f"{field}[{i}]: must not be blank")
+        if n not in out:
+            out.append(n)
+    return out
+
+
+# -- accounts --------------------------------------------------------------------------------------
+
+
+class AccountCreate(_In):
+    name: Name
+
+
+class AccountCreated(BaseModel):
+    id: str
+    name: str
+    kind: str
+    api_key: str = Field(description="Shown once; only its hash is stored.")
+
+
+class AccountOut(BaseModel):
+    id: str
+    name: str
+    kind: str
+    created_at: datetime
+
+
+# -- campaigns -------------------------------------------------------------------------------------
+
+
+class Creative(_In):
+    title: Annotated[str, Field(min_length=1, max_length=200)]
+    body: Annotated[str, Field(max_length=2000)] = ""
+    url: Annotated[str, Field(min_length=1, max_length=2048, pattern=r"^https?://\S+$")]
+
+
+Sigma = Annotated[float, Field(gt=0, le=MAX_SIGMA, allow_inf_nan=False, description="Reach σ > 0 (σ >= 1e-6)")]
+Bid = Annotated[
+    int, Field(gt=0, le=MAX_BID_MICROS, description="Value of one impression exactly at the center, micros")
+]
+Embedding = Annotated[list[float], Field(min_length=1, max_length=4096)]
+
+
+class CampaignCreate(_In):
+    """Exactly one of ``description`` (embedded to the center), ``embedding`` (the center) or ``keywords``."""
+
+    name: Name
+    description: Annotated[str, Field(min_length=1, max_length=5000)] | None = None
+    embedding: Embedding | None = None
+    keywords: Annotated[list[Keyword], Field(min_length=1, max_length=50)] | None = None
+    sigma: Sigma | None = None
+    bid_micros: Bid
+    budget_micros: Micros
+    daily_budget_micros: Micros | None = None
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    status: Literal["active", "paused"] = "active"
+    creative: Creative
+
+    @field_validator("embedding")
+    @classmethod
+    def _emb(cls, v):
+        return check_embedding(v, "embedding")
+
+    @field_validator("keywords")
+    @classmethod
+    def _kw(cls, v):
+        return check_keywords(v, "keywords")
+
+    @field_validator("sigma")
+    @classmethod
+    def _sigma(cls, v):
+        if v is not None and v < MIN_SIGMA:
+            raise ValueError(f"sigma: must be >= {MIN_SIGMA:g}, got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _one_target(self):
+        given = [k for k in ("description", "embedding", "keywords") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "description | embedding | keywords: give exactly one of them"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        if self.keywords is None and self.sigma is None:
+            raise ValueError("sigma: required for description and embedding campaigns")
+        if self.keywords is not None and self.sigma is not None:
+            raise ValueError("sigma: keyword campaigns have σ → 0; omit sigma")
+        _check_schedule(self.starts_at, self.ends_at)
+        return self
+
+
+def _check_schedule(starts_at, ends_at):
+    for name, v in (("starts_at", starts_at), ("ends_at", ends_at)):
+        if v is not None and v.tzinfo is None:
+            raise ValueError(f"{name}: must carry a time zone (e.g. 2026-01-01T00:00:00Z)")
+    if starts_at is not None and ends_at is not None and ends_at <= starts_at:
+        raise ValueError("ends_at: must be later than starts_at")
+
+
+class CampaignUpdate(_In):
+    """Fields to change; absent fields stay. ``null`` clears ``daily_budget_micros``, ``starts_at``, ``ends_at``."""
+
+    name: Name | None = None
+    description: Annotated[str, Field(min_length=1, max_length=5000)] | None = None
+    embedding: Embedding | None = None
+    keywords: Annotated[list[Keyword], Field(min_length=1, max_length=50)] | None = None
+    sigma: Sigma | None = None
+    bid_micros: Bid | None = None
+    budget_micros: Micros | None = None
+    daily_budget_micros: Micros | None = None
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    status: Literal["active", "paused"] | None = None
+    creative: Creative | None = None
+
+    @field_validator("embedding")
+    @classmethod
+    def _emb(cls, v):
+        return check_embedding(v, "embedding")
+
+    @field_validator("keywords")
+    @classmethod
+    def _kw(cls, v):
+        return check_keywords(v, "keywords")
+
+    @field_validator("sigma")
+    @classmethod
+    def _sigma(cls, v):
+        if v is not None and v < MIN_SIGMA:
+            raise ValueError(f"sigma: must be >= {MIN_SIGMA:g}, got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _fields(self):
+        for name in (
+            "name",
+            "bid_micros",
+            "budget_micros",
+            "status",
+            "creative",
+            "sigma",
+            "description",
+            "embedding",
+            "keywords",
+        ):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name}: cannot be null")
+        if self.description is not None and self.embedding is not None:
+            raise ValueError("description | embedding: give at most one of them")
+        for name in ("starts_at", "ends_at"):
+            v = getattr(self, name)
+            if v is not None and v.tzinfo is None:
+                raise ValueError(f"{name}: must carry a time zone (e.g. 2026-01-01T00:00:00Z)")
+        return self
+
+
+class CampaignOut(BaseModel):
+    id: str
+    advertiser_id: str
+    name: str
+    kind: Literal["embedding", "keyword"]
+    description: str | None
+    keywords: list[str] | None
+    sigma: float | None
+    bid_micros: int
+    budget_micros: int
+    daily_budget_micros: int | None
+    starts_at: datetime | None
+    ends_at: datetime | None
+    status: str
+    creative: dict[str, str]
+    spent_micros: int
+    held_micros: int
+    remaining_micros: int
+    created_at: datetime
+    updated_at: datetime
+
+
+# -- auctions --------------------------------------------------------------------------------------
+
+
+class Message(_In):
+    role: Annotated[str, Field(min_length=1, max_length=32)]
+    content: Annotated[str, Field(max_length=20_000)]
+
+
+class AuctionRequest(_In):
+    """``messages`` (embedded) or ``embedding``; ``keywords`` may route the auction to a keyword's point."""
+
+    messages: Annotated[list[Message], Field(min_length=1, max_length=200)] | None = None
+    embedding: Embedding | None = None
+    keywords: Annotated[list[Keyword], Field(max_length=50)] | None = None
+    reserve_micros: Annotated[int, Field(ge=0, le=MAX_BID_MICROS)] | None = None
+    tau: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+
+    @field_validator("embedding")
+    @classmethod
+    def _emb(cls, v):
+        return check_embedding(v, "embedding")
+
+    @field_validator("keywords")
+    @classmethod
+    def _kw(cls, v):
+        return check_keywords(v, "keywords")
+
+    @model_validator(mode="after")
+    def _query(self):
+        if self.messages is not None and self.embedding is not None:
+            raise ValueError("messages | embedding: give one of them, not both")
+        if self.messages is None and self.embedding is None and not self.keywords:
+            raise ValueError("messages | embedding | keywords: give messages or an embedding (or keywords)")
+        return self
+
+
+class Ad(BaseModel):
+    campaign_id: str
+    title: str
+    body: str
+    url: str
+    label: Literal["Sponsored"] = "Sponsored"
+
+
+class AuctionResponse(BaseModel):
+    auction_id: str
+    filled: bool
+    ad: Ad | None
+    price_micros: int
+    expires_at: datetime | None = None
+    explain: dict[str, Any]
+
+
+class AuctionOut(BaseModel):
+    auction_id: str
+    created_at: datetime
+    expires_at: datetime
+    source: str
+    filled: bool
+    status: Literal["no_fill", "held", "billed", "expired"]
+    campaign_id: str | None
+    price_micros: int
+    billed_at: datetime | None
+    clicked_at: datetime | None
+    explain: dict[str, Any]
+
+
+class BillingResult(BaseModel):
+    auction_id: str
+    status: Literal["billed"] = "billed"
+    campaign_id: str
+    price_micros: int
+    publisher_micros: int
+    exchange_micros: int
+    billed_at: datetime
+    transaction_id: int
+
+
+class ClickResult(BaseModel):
+    auction_id: str
+    clicked_at: datetime
+
+
+# -- ledger and reports ----------------------------------------------------------------------------
+
+
+class LedgerEntry(BaseModel):
+    transaction_id: int
+    kind: str
+    auction_id: str
+    created_at: datetime
+    account: str = Field(description="advertiser:<id>, publisher:<id> or exchange")
+    amount_micros: int = Field(description="Signed: negative leaves the account, positive enters it")
+
+
+class LedgerPage(BaseModel):
+    balance_micros: int
+    entries: list[LedgerEntry]
+    next_after: int | None = Field(description="Pass as ?after= for the next page")
+
+
+class CampaignReport(BaseModel):
+    campaign_id: str
+    name: str
+    status: str
+    wins: int
+    impressions: int
+    clicks: int
+    spend_micros: int
+    avg_price_micros: int
+    ctr: float
+
+
+class CampaignReportPage(BaseModel):
+    campaigns: list[CampaignReport]
