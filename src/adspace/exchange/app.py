@@ -10,6 +10,7 @@ import logging
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from adspace import __version__
@@ -48,6 +49,13 @@ def create_app(settings: Settings | None = None, *, exchange: Exchange | None = 
             ex.close()
 
     app = FastAPI(title="adspace exchange", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_req: Request, exc: RequestValidationError):
+        # Location, message and type of each error (the offending input is not echoed back: it may be
+        # large, or not representable in JSON, such as NaN).
+        detail = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": e.get("type", "")} for e in exc.errors()]
+        return JSONResponse(status_code=422, content={"detail": detail})
 
     @app.exception_handler(ServiceError)
     async def _service_error(_req: Request, exc: ServiceError):
