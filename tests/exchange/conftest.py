@@ -201,7 +201,7 @@ def server_factory(tmp_path_factory):
         return s
 
     yield make
-    for s, db in made:
+    for s, _db in made:
         s.stop()
     for _, db in made:
         db.close()

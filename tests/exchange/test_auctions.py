@@ -90,7 +90,7 @@ def test_eligibility_paused_schedule_budget_daily(server_factory, backend, rng):
     mk = lambda **kw: adv.ok("POST", "/v1/campaigns", 201, json=campaign_body(home, sigma=0.2, **kw))["id"]  # noqa: E731
     paused = mk(bid=9_000_000, status="paused")
     future = mk(bid=8_000_000, starts_at=(now + timedelta(days=1)).isoformat())
-    ended = mk(bid=7_500_000, ends_at=(now - timedelta(seconds=1)).isoformat())
+    mk(bid=7_500_000, ends_at=(now - timedelta(seconds=1)).isoformat())
     poor = mk(bid=7_000_000, budget=6_999_999)
     capped = mk(bid=6_000_000, daily_budget_micros=5_000_000)
     ok1 = mk(bid=3_000_000)
@@ -144,7 +144,9 @@ def test_hold_released_when_unbilled_auction_expires(server_factory, backend, rn
     srv = server_factory(backend, {"ADSPACE_HOLD_SECONDS": "1", "ADSPACE_SWEEP_SECONDS": "0.2"})
     adv, pub = new_advertiser(srv), new_publisher(srv)
     home = rand_unit(rng)
-    cid = adv.ok("POST", "/v1/campaigns", 201, json=campaign_body(home, sigma=0.2, bid=1_000_000, budget=1_000_000))["id"]
+    cid = adv.ok("POST", "/v1/campaigns", 201, json=campaign_body(home, sigma=0.2, bid=1_000_000, budget=1_000_000))[
+        "id"
+    ]
     out = pub.ok("POST", "/v1/auctions", json={"embedding": home, "reserve_micros": 1_000_000})
     assert out["filled"]
     assert adv.ok("GET", f"/v1/campaigns/{cid}")["held_micros"] == 1_000_000

@@ -44,7 +44,13 @@ def endpoints(w):
         ("GET", f"/v1/auctions/{au}", {}, "publisher", "P"),
         ("POST", f"/v1/auctions/{au}/billing", {}, "publisher", "P"),
         ("POST", f"/v1/auctions/{au}/click", {}, "publisher", "P"),
-        ("POST", "/openrtb2/auction", {"json": {"id": "r1", "imp": [{"id": "1", "native": {"request": "{}"}}]}}, "publisher", None),
+        (
+            "POST",
+            "/openrtb2/auction",
+            {"json": {"id": "r1", "imp": [{"id": "1", "native": {"request": "{}"}}]}},
+            "publisher",
+            None,
+        ),
         ("GET", "/v1/me", {}, None, None),
         ("GET", "/v1/ledger", {}, None, None),
         ("DELETE", f"/v1/campaigns/{c}", {}, "advertiser", "A"),  # last: it removes the campaign

@@ -46,7 +46,9 @@ CAMPAIGN_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("field", "patch"), CAMPAIGN_CASES, ids=[f"{f}-{i}" for i, (f, _) in enumerate(CAMPAIGN_CASES)])
+@pytest.mark.parametrize(
+    ("field", "patch"), CAMPAIGN_CASES, ids=[f"{f}-{i}" for i, (f, _) in enumerate(CAMPAIGN_CASES)]
+)
 def test_bad_campaign(server, field, patch):
     adv = new_advertiser(server)
     body = {**GOOD, **patch}
@@ -69,9 +71,14 @@ def test_missing_sigma_and_missing_target(server):
 def test_bad_patch(server):
     adv = new_advertiser(server)
     cid = adv.ok("POST", "/v1/campaigns", 201, json=GOOD)["id"]
-    for field, patch in [("name", {"name": None}), ("sigma", {"sigma": -2}), ("budget_micros", {"budget_micros": -1}),
-                         ("keywords", {"keywords": ["x"]}), ("id", {"id": "cmp_other"}),
-                         ("ends_at", {"starts_at": "2030-01-02T00:00:00Z", "ends_at": "2030-01-01T00:00:00Z"})]:
+    for field, patch in [
+        ("name", {"name": None}),
+        ("sigma", {"sigma": -2}),
+        ("budget_micros", {"budget_micros": -1}),
+        ("keywords", {"keywords": ["x"]}),
+        ("id", {"id": "cmp_other"}),
+        ("ends_at", {"starts_at": "2030-01-02T00:00:00Z", "ends_at": "2030-01-01T00:00:00Z"}),
+    ]:
         r = adv.patch(f"/v1/campaigns/{cid}", json=patch)
         assert 400 <= r.status_code < 500 and names_field(r, field), (field, r.status_code, r.text)
     # nothing changed
@@ -103,7 +110,11 @@ def test_malformed_json_and_query_params(server):
     pub = new_publisher(server)
     r = pub.post("/v1/auctions", data=b"{not json", headers={"content-type": "application/json"})
     assert r.status_code == 422
-    r = pub.post("/v1/auctions", data=json.dumps({"embedding": [float("nan")] * 384}), headers={"content-type": "application/json"})
+    r = pub.post(
+        "/v1/auctions",
+        data=json.dumps({"embedding": [float("nan")] * 384}),
+        headers={"content-type": "application/json"},
+    )
     assert r.status_code == 422 and names_field(r, "embedding")
     r = pub.get("/v1/auctions?limit=0")
     assert r.status_code == 422 and names_field(r, "limit")

@@ -17,7 +17,9 @@ def ledger_invariants(engine) -> None:
     with engine.connect() as conn:
         q = lambda sql: conn.execute(text(sql)).all()  # noqa: E731
         assert q("select coalesce(sum(amount_micros), 0) from ledger_postings")[0][0] == 0
-        assert q("select transaction_id from ledger_postings group by transaction_id having sum(amount_micros) <> 0") == []
+        assert (
+            q("select transaction_id from ledger_postings group by transaction_id having sum(amount_micros) <> 0") == []
+        )
         assert q("select auction_id from ledger_transactions group by auction_id, kind having count(*) > 1") == []
         billed = {r[0]: r[1] for r in q("select id, price_micros from auctions where status = 'billed'")}
         charged = {r[0] for r in q("select auction_id from ledger_transactions where kind = 'charge'")}
@@ -29,14 +31,20 @@ def ledger_invariants(engine) -> None:
                 "on a.id = p.account_id where a.owner_kind = 'advertiser' group by a.owner_id"
             )
         )
-        prices = dict(q("select advertiser_id, sum(price_micros) from auctions where status = 'billed' group by advertiser_id"))
+        prices = dict(
+            q("select advertiser_id, sum(price_micros) from auctions where status = 'billed' group by advertiser_id")
+        )
         assert {k: int(v) for k, v in debits.items()} == {k: int(v) for k, v in prices.items()}
         spent = dict(q("select id, spent_micros from campaigns"))
-        per_campaign = dict(q("select campaign_id, sum(price_micros) from auctions where status = 'billed' group by campaign_id"))
+        per_campaign = dict(
+            q("select campaign_id, sum(price_micros) from auctions where status = 'billed' group by campaign_id")
+        )
         for cid, s in spent.items():
             assert int(s) == int(per_campaign.get(cid, 0)), cid
         held = dict(q("select id, held_micros from campaigns"))
-        per_hold = dict(q("select campaign_id, sum(price_micros) from auctions where status = 'held' group by campaign_id"))
+        per_hold = dict(
+            q("select campaign_id, sum(price_micros) from auctions where status = 'held' group by campaign_id")
+        )
         for cid, h in held.items():
             assert int(h) == int(per_hold.get(cid, 0)), cid
 
@@ -91,8 +99,13 @@ def test_click_and_reports(server):
     adv, pub = new_advertiser(server), new_publisher(server)
     home = rand_unit(rng)
     c1 = adv.ok("POST", "/v1/campaigns", 201, json=campaign_body(home, sigma=0.2, bid=3_000_000, name="one"))["id"]
-    c2 = adv.ok("POST", "/v1/campaigns", 201, json=campaign_body(rand_unit(rng), sigma=0.2, bid=1_000_000, name="two"))["id"]
-    ids = [pub.ok("POST", "/v1/auctions", json={"embedding": home, "reserve_micros": 1_000_000 + i})["auction_id"] for i in range(3)]
+    c2 = adv.ok("POST", "/v1/campaigns", 201, json=campaign_body(rand_unit(rng), sigma=0.2, bid=1_000_000, name="two"))[
+        "id"
+    ]
+    ids = [
+        pub.ok("POST", "/v1/auctions", json={"embedding": home, "reserve_micros": 1_000_000 + i})["auction_id"]
+        for i in range(3)
+    ]
     r = pub.post(f"/v1/auctions/{ids[0]}/click")
     assert r.status_code == 409 and "bill" in r.json()["detail"]
     for aid in ids[:2]:

@@ -74,7 +74,7 @@ def test_sigkill_mid_stream_then_restart(server_factory, backend, tmp_path):
                 conn.execute(text("select auction_id, count(*) from ledger_transactions group by auction_id")).all()
             )
             status = dict(conn.execute(text("select id, status from auctions")).all())
-        for aid, res in acked.items():
+        for aid in acked:
             assert charges.get(aid) == 1, aid
             assert status[aid] == "billed"
         ledger_invariants(engine)
@@ -94,7 +94,9 @@ def test_sigkill_mid_stream_then_restart(server_factory, backend, tmp_path):
         ledger_invariants(engine)
         # the restarted market holds the money as the database does
         spent = sum(c["spent_micros"] for c in api.__class__(again.base, adv.key).ok("GET", "/v1/campaigns"))
-        assert spent == sum(r["price_micros"] for r in api.ok("GET", "/v1/auctions?limit=1000") if r["status"] == "billed")
+        assert spent == sum(
+            r["price_micros"] for r in api.ok("GET", "/v1/auctions?limit=1000") if r["status"] == "billed"
+        )
         engine.dispose()
     finally:
         again.stop()

@@ -12,7 +12,13 @@ CREATIVE = {"title": "T", "body": "B", "url": "https://example.com"}
 
 
 def kw_campaign(adv, keyword, bid, **kw):
-    body = {"name": f"kw {bid}", "keywords": [keyword], "bid_micros": bid, "budget_micros": 10**12, "creative": CREATIVE}
+    body = {
+        "name": f"kw {bid}",
+        "keywords": [keyword],
+        "bid_micros": bid,
+        "budget_micros": 10**12,
+        "creative": CREATIVE,
+    }
     body.update(kw)
     return adv.ok("POST", "/v1/campaigns", 201, json=body)["id"]
 
@@ -55,8 +61,14 @@ def test_embedding_campaigns_compete_at_the_keyword_point(model_server, keyword)
     top = kw_campaign(adv, keyword, 5_000_000)
     kw_campaign(adv, keyword, 3_000_000)
     # centered exactly at the keyword's point (its embedding): reported value = bid there, for any σ
-    body = {"name": "desc", "description": keyword, "sigma": 0.5, "bid_micros": 4_000_000, "budget_micros": 10**12,
-            "creative": CREATIVE}
+    body = {
+        "name": "desc",
+        "description": keyword,
+        "sigma": 0.5,
+        "bid_micros": 4_000_000,
+        "budget_micros": 10**12,
+        "creative": CREATIVE,
+    }
     adv.ok("POST", "/v1/campaigns", 201, json=body)
     out = pub.ok("POST", "/v1/auctions", json={"keywords": [keyword], "tau": 1e-12})
     assert out["ad"]["campaign_id"] == top and out["price_micros"] == 4_000_000
@@ -77,8 +89,14 @@ def test_text_auction_picks_the_relevant_campaign(model_server):
         "POST",
         "/v1/campaigns",
         201,
-        json={"name": name, "description": desc, "sigma": 0.6, "bid_micros": 1_500_000, "budget_micros": 10**12,
-              "creative": {**CREATIVE, "title": name + tag}},
+        json={
+            "name": name,
+            "description": desc,
+            "sigma": 0.6,
+            "bid_micros": 1_500_000,
+            "budget_micros": 10**12,
+            "creative": {**CREATIVE, "title": name + tag},
+        },
     )["id"]
     shoes = mk("shoes", "trail running shoes with grippy soles for muddy mountain paths")
     db = mk("db", "managed postgres database hosting with backups and replication")
@@ -93,6 +111,10 @@ def test_text_auction_picks_the_relevant_campaign(model_server):
     out = pub.ok("POST", "/v1/auctions", json={"messages": talk2})
     assert out["filled"] and out["ad"]["campaign_id"] == db, out
     # a description change re-embeds and is visible to the next auction
-    adv.ok("PATCH", f"/v1/campaigns/{db}", json={"description": "trail running shoes for muddy mountain trails", "bid_micros": 1_600_000})
+    adv.ok(
+        "PATCH",
+        f"/v1/campaigns/{db}",
+        json={"description": "trail running shoes for muddy mountain trails", "bid_micros": 1_600_000},
+    )
     out = pub.ok("POST", "/v1/auctions", json={"messages": talk})
     assert out["ad"]["campaign_id"] == db

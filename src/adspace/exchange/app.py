@@ -54,7 +54,10 @@ def create_app(settings: Settings | None = None, *, exchange: Exchange | None = 
     async def _invalid(_req: Request, exc: RequestValidationError):
         # Location, message and type of each error (the offending input is not echoed back: it may be
         # large, or not representable in JSON, such as NaN).
-        detail = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": e.get("type", "")} for e in exc.errors()]
+        detail = [
+            {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": e.get("type", "")}
+            for e in exc.errors()
+        ]
         return JSONResponse(status_code=422, content={"detail": detail})
 
     @app.exception_handler(ServiceError)
