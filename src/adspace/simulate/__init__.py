@@ -1,0 +1,1 @@
+"""Experiments and markets: the MOSAIC study, the LLM-Auction environment and training, workloads."""
