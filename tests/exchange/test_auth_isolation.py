@@ -47,7 +47,13 @@ def endpoints(w):
         (
             "POST",
             "/openrtb2/auction",
-            {"json": {"id": "r1", "imp": [{"id": "1", "native": {"request": "{}"}}]}},
+            {
+                "json": {
+                    "id": "r1",
+                    "imp": [{"id": "1", "native": {"request": "{}"}}],
+                    "site": {"keywords": "no such kw"},
+                }
+            },
             "publisher",
             None,
         ),

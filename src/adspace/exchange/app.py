@@ -71,6 +71,9 @@ def create_app(settings: Settings | None = None, *, exchange: Exchange | None = 
 
     for r in (accounts.router, campaigns.router, auctions.router, reports.router, openrtb.router):
         app.include_router(r)
+    from adspace.exchange.api import dashboard  # the dashboard at / and its JSON views (issue 6)
+
+    app.include_router(dashboard.router)
     app.add_middleware(
         Guard,
         max_body_bytes=settings.max_body_bytes,

@@ -500,6 +500,7 @@ class Exchange:
         reserve_micros: int | None,
         tau: float | None,
         source: str = "rest",
+        notice_token: str | None = None,
     ) -> tuple[Auction, Outcome, CampaignState | None]:
         """Clear one auction, hold the winner's price against its budget, and record it."""
         import time
@@ -524,7 +525,7 @@ class Exchange:
             self._time("clear", time.perf_counter() - t0)
             t0 = time.perf_counter()
             try:
-                auction = self._record(who, out, now, source)
+                auction = self._record(who, out, now, source, notice_token)
             finally:
                 self._time("db", time.perf_counter() - t0)
             if auction is not None:
@@ -537,7 +538,9 @@ class Exchange:
                 exclude.add(out.campaign.id)
         raise Conflict("auction: could not hold a winner's budget after several tries; retry")
 
-    def _record(self, who: Principal, out: Outcome, now: datetime, source: str) -> Auction | None:
+    def _record(
+        self, who: Principal, out: Outcome, now: datetime, source: str, notice_token: str | None
+    ) -> Auction | None:
         day = now.strftime("%Y-%m-%d")
         explain = self._explain(out)
         a = Auction(
@@ -553,6 +556,7 @@ class Exchange:
             price_micros=out.price_micros,
             status="held" if out.filled else "no_fill",
             keyword=out.keyword,
+            notice_token=notice_token,
             explain=json.dumps(explain),
         )
         with self.Session.begin() as s:
@@ -804,37 +808,54 @@ class Exchange:
             ids = s.scalars(
                 select(Auction.id).where(Auction.status == "held", Auction.expires_at <= now).limit(limit)
             ).all()
-        released = 0
-        for auction_id in ids:
-            with self.Session.begin() as s:
-                res = s.execute(
-                    update(Auction)
-                    .where(Auction.id == auction_id, Auction.status == "held", Auction.expires_at <= now)
-                    .values(status="expired")
-                    .execution_options(synchronize_session=False)
+        return sum(self._release(auction_id, expired_by=now) for auction_id in ids)
+
+    def _release(self, auction_id: str, *, expired_by: datetime | None) -> bool:
+        """Move a held auction to ``expired`` and give its hold back (only if still held)."""
+        cond = [Auction.id == auction_id, Auction.status == "held"]
+        if expired_by is not None:
+            cond.append(Auction.expires_at <= expired_by)
+        with self.Session.begin() as s:
+            res = s.execute(
+                update(Auction).where(*cond).values(status="expired").execution_options(synchronize_session=False)
+            )
+            if res.rowcount != 1:
+                return False
+            a = s.get(Auction, auction_id)
+            p = a.price_micros
+            s.execute(
+                update(Campaign)
+                .where(Campaign.id == a.campaign_id)
+                .values(
+                    held_micros=Campaign.held_micros - p,
+                    daily_used_micros=case(
+                        (Campaign.daily_day == a.day, Campaign.daily_used_micros - p), else_=Campaign.daily_used_micros
+                    ),
+                    money_version=Campaign.money_version + 1,
                 )
-                if res.rowcount != 1:
-                    continue
-                a = s.get(Auction, auction_id)
-                p = a.price_micros
-                s.execute(
-                    update(Campaign)
-                    .where(Campaign.id == a.campaign_id)
-                    .values(
-                        held_micros=Campaign.held_micros - p,
-                        daily_used_micros=case(
-                            (Campaign.daily_day == a.day, Campaign.daily_used_micros - p),
-                            else_=Campaign.daily_used_micros,
-                        ),
-                        money_version=Campaign.money_version + 1,
-                    )
-                    .execution_options(synchronize_session=False)
-                )
-                money = self._money(s, a.campaign_id)
-                cid = a.campaign_id
-            self.market.set_money(cid, **money)
-            released += 1
-        return released
+                .execution_options(synchronize_session=False)
+            )
+            money = self._money(s, a.campaign_id)
+            cid = a.campaign_id
+        self.market.set_money(cid, **money)
+        return True
+
+    # -- OpenRTB notices -----------------------------------------------------------------------------
+    def notice(self, kind: str, auction_id: str, token: str) -> schemas.BillingResult | None:
+        """A nurl/burl/lurl fired by an ad server: authenticated by the auction's capability token."""
+        import hmac
+
+        with self.Session() as s:
+            a = s.get(Auction, auction_id)
+            ok = a is not None and a.notice_token is not None and hmac.compare_digest(a.notice_token, token)
+            publisher = a.publisher_id if ok else None
+        if not ok:
+            raise NotFound(f"auction_id: no OpenRTB auction {auction_id!r} with this token")
+        if kind == "billing":
+            return self.bill(self._principal(publisher), auction_id)
+        if kind == "loss":
+            self._release(auction_id, expired_by=None)
+        return None
 
     def _sweep_loop(self) -> None:
         while not self._stop.wait(self.settings.sweep_seconds):

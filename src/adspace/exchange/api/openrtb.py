@@ -1,7 +1,80 @@
-"""OpenRTB 2.6 adapter (filled in below)."""
+"""OpenRTB 2.6: ``POST /openrtb2/auction`` (publisher) and the notice URLs it hands out."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import secrets
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, HTTPException, Query, Response
+
+from adspace.exchange import openrtb
+from adspace.exchange.api.deps import ExchangeDep, Publisher
 
 router = APIRouter(tags=["openrtb"])
+
+
+@router.post(
+    "/openrtb2/auction",
+    responses={204: {"description": "No bid"}, 400: {"description": "Malformed request (the field is named)"}},
+)
+def auction(
+    ex: ExchangeDep,
+    who: Publisher,
+    request: Annotated[dict[str, Any], Body(description="An OpenRTB 2.6 BidRequest with native imps")],
+) -> Any:
+    """Run one embedding-space VCG auction (`at` = 501) per native imp; 204 when nothing is bid."""
+    try:
+        req = openrtb.parse_request(request)
+    except openrtb.RtbError as exc:
+        raise HTTPException(400, str(exc)) from None
+    if req["embedding"] is None and req["text"] is None and not req["keywords"]:
+        raise HTTPException(400, "user.data[].segment[].ext.aa | ext.adspace.text | site.content: no query given")
+    bids = []
+    for imp_id, reserve in req["imps"]:
+        token = secrets.token_urlsafe(16)
+        a, out, camp = ex.run_auction(
+            who,
+            embedding=None if req["embedding"] is None else req["embedding"].tolist(),
+            text=req["text"],
+            keywords=req["keywords"],
+            reserve_micros=reserve,
+            tau=None,
+            source="openrtb",
+            notice_token=token,
+        )
+        if a.filled and a.price_micros >= 0:
+            bids.append(
+                openrtb.bid(
+                    base=ex.settings.public_url,
+                    auction_id=a.id,
+                    token=token,
+                    imp_id=imp_id,
+                    price_micros=a.price_micros,
+                    campaign_id=camp.id,
+                    title=camp.title,
+                    body=camp.body,
+                    url=camp.url,
+                    explain=ex.auction_response(a, out, camp).explain,
+                )
+            )
+    if not bids:
+        return Response(status_code=204)
+    return openrtb.response(req["id"], bids)
+
+
+@router.get("/openrtb2/notice/{kind}/{auction_id}", status_code=200, responses={204: {"description": "Noted"}})
+def notice(
+    kind: openrtb.NoticeKind,
+    auction_id: str,
+    ex: ExchangeDep,
+    t: Annotated[str, Query(min_length=1, max_length=64, description="The auction's notice token")],
+) -> Any:
+    """nurl (`win`), burl (`billing`: settles exactly like the billing endpoint) and lurl (`loss`: releases the hold).
+
+    Fired by ad servers without an API key: the token in the URL authenticates. Macro parameters
+    (price, currency, ...) are accepted and ignored; the charge is the exchange's clearing price.
+    """
+    result = ex.notice(kind, auction_id, t)
+    if result is None:
+        return Response(status_code=204)
+    return result
