@@ -165,8 +165,9 @@ def winning_intervals(
 def pca_2d(points: ArrayLike, extra: ArrayLike | None = None) -> tuple[NDArray[np.float64], NDArray[np.float64], dict]:
     """Project ``points`` ``(N, d)`` on their two principal axes; ``extra`` ``(M, d)`` on the same axes.
 
-    Returns ``(xy_points, xy_extra, info)`` with ``info = {"explained": [r1, r2], "mean": ...}``
-    (``explained``: the share of the points' variance along each axis). With fewer than two distinct
+    Returns ``(xy_points, xy_extra, info)`` with ``info = {"explained": [r1, r2], "mean": m, "axes": A}``
+    (``explained``: the share of the points' variance along each axis; a point ``p`` projects to
+    ``(p − m) @ A.T``). With fewer than two distinct
     points the missing axes are zero. Signs are fixed so each axis' largest loading is positive
     (the picture does not flip between calls).
     """
@@ -174,7 +175,8 @@ def pca_2d(points: ArrayLike, extra: ArrayLike | None = None) -> tuple[NDArray[n
     e = np.zeros((0, p.shape[1] if p.ndim == 2 else 0)) if extra is None else np.asarray(extra, dtype=np.float64)
     if p.ndim != 2 or p.shape[0] == 0:
         d = e.shape[1] if e.ndim == 2 else 0
-        return np.zeros((0, 2)), np.zeros((e.shape[0], 2)), {"explained": [0.0, 0.0], "mean": np.zeros(d)}
+        info = {"explained": [0.0, 0.0], "mean": np.zeros(d), "axes": np.zeros((2, d))}
+        return np.zeros((0, 2)), np.zeros((e.shape[0], 2)), info
     mean = p.mean(axis=0)
     pc = p - mean
     _, sv, vt = np.linalg.svd(pc, full_matrices=False)
@@ -190,7 +192,7 @@ def pca_2d(points: ArrayLike, extra: ArrayLike | None = None) -> tuple[NDArray[n
     return (
         pc @ axes.T,
         (e - mean) @ axes.T if e.size else np.zeros((e.shape[0], 2)),
-        {"explained": explained, "mean": mean},
+        {"explained": explained, "mean": mean, "axes": axes},
     )
 
 

@@ -19,7 +19,9 @@
 Visibility. The admin sees every campaign. An advertiser sees its own campaigns in full; every other
 campaign appears as an anonymous "other" row with its score and reported value only (no name, center,
 σ, bid or reason), and rivals' parabolas are merged into one "others (best)" curve in slices. A
-publisher sees only anonymous rows, and the ads its own auctions showed. Recent queries are kept in
+publisher sees anonymous rows with the scores of the winner and the runner-up only (what every
+auction's ``explain`` tells it; it sets reserves, so it must not see the other bids), and the ads its
+own auctions showed; it has no slices. Recent queries are kept in
 memory (the last 500 market-map queries since the server started; the exchange does not store query
 embeddings) and each caller sees only its own, the admin all.
 """
@@ -373,13 +375,23 @@ def market_map(body: MarketQuery, request: Request, ex: ExchangeDep, who: Caller
     if winner is not None and rest:
         runner = max(rest, key=lambda i: score[i])
 
-    # Rows, best first; rivals anonymous unless the caller may see them.
+    # Rows, best first; rivals anonymous unless the caller may see them (a publisher sees the ad it ran).
+    shown_ad = auction["ad"] if auction and auction.get("ad") else None
     order = sorted(range(n), key=lambda i: (score[i] is None, -(score[i] or 0.0), i))
     labels: dict[int, str] = {}
     k = 0
     rows_out = []
     for rank, i in enumerate(order, start=1):
-        if snap.visible(who, i):
+        if shown_ad is not None and i == winner and not snap.visible(who, i):
+            labels[i] = f"ad: {shown_ad['title']}"
+            row = {
+                "campaign_id": shown_ad["campaign_id"],
+                "name": labels[i],
+                "mine": False,
+                "kind": None,
+                "reason": None,
+            }
+        elif snap.visible(who, i):
             row = snap.describe(who, i)
             labels[i] = row["name"]
             row.update(reason=reason[i], sqdist=_finite(sqdist[i]))
@@ -388,11 +400,13 @@ def market_map(body: MarketQuery, request: Request, ex: ExchangeDep, who: Caller
             labels[i] = f"other #{k}"
             row = {"campaign_id": None, "name": labels[i], "mine": False, "kind": None}
             row.update(reason=None if reason[i] is None else "not eligible")
+        # A publisher sets reserves: it sees the top two scores (as in every auction's explain), no others.
+        hide = who.kind == "publisher" and i not in (winner, runner)
         row.update(
             label=labels[i],
             rank=rank,
-            score=_finite(score[i]),
-            value_micros=_finite(value[i]),
+            score=None if hide else _finite(score[i]),
+            value_micros=None if hide else _finite(value[i]),
             eligible=reason[i] is None and score[i] is not None,
             winner=i == winner,
             runner_up=i == runner,
@@ -408,7 +422,9 @@ def market_map(body: MarketQuery, request: Request, ex: ExchangeDep, who: Caller
         "point": out.point,
         "keyword": out.keyword,
         "winner": None if winner is None else labels[winner],
-        "winner_campaign_id": None if winner is None or not snap.visible(who, winner) else snap.rows[winner].id,
+        "winner_campaign_id": None
+        if winner is None or not (snap.visible(who, winner) or shown_ad)
+        else snap.rows[winner].id,
         "runner_up": None if runner is None else labels[runner],
         "price_micros": int(out.price_micros),
         "reserve_micros": int(reserve),
@@ -422,7 +438,7 @@ def market_map(body: MarketQuery, request: Request, ex: ExchangeDep, who: Caller
         "below_reserve": bool(out.below_reserve),
         "why": _why(out, labels, winner, runner, reserve),
     }
-    ad_title = auction["ad"]["title"] if auction and auction.get("ad") else None
+    ad_title = shown_ad["title"] if shown_ad else None
     if point is not None:
         cache = _cache(ex)
         with cache.lock:
@@ -778,15 +794,19 @@ def accounts(ex: ExchangeDep, _: Admin) -> dict[str, Any]:
                 select(Campaign.advertiser_id, func.count())
                 .where(Campaign.deleted_at.is_(None))
                 .group_by(Campaign.advertiser_id)
-            ).tuples()
+            )
+            .tuples()
+            .all()
         )
-        runs = dict(s.execute(select(Auction.publisher_id, func.count()).group_by(Auction.publisher_id)).tuples())
+        runs = dict(s.execute(select(Auction.publisher_id, func.count()).group_by(Auction.publisher_id)).tuples().all())
         wins = dict(
             s.execute(
                 select(Auction.advertiser_id, func.count())
                 .where(Auction.advertiser_id.is_not(None))
                 .group_by(Auction.advertiser_id)
-            ).tuples()
+            )
+            .tuples()
+            .all()
         )
     out = []
     for aid, kind, name, created in accs:
