@@ -80,7 +80,7 @@ class ApproxMarket:
     kind : ``"hnsw"`` or ``"ivf"``
     k : candidates taken from FAISS per query
     hnsw_m, ef_search, ef_construction : HNSW graph degree and search / build breadth
-    nlist, nprobe : IVF lists and lists probed (``nlist`` defaults to ``4·√N``)
+    nlist, nprobe : IVF lists and lists probed (``nlist`` defaults to ``√N``)
     cells : k-means cells of the certificate (default ``√N``); ``max_scan`` the most rows a certified
         query may re-score (default ``max(2000, N/50)``) before it falls back to the exact kernel
     market : an existing exact :class:`Market` of the same advertisers (shared, not rebuilt)
@@ -92,7 +92,7 @@ class ApproxMarket:
         sigmas: ArrayLike,
         bids: ArrayLike,
         *,
-        kind: str = "hnsw",
+        kind: str = "ivf",
         k: int = 32,
         hnsw_m: int = 32,
         ef_search: int = 128,
@@ -123,7 +123,7 @@ class ApproxMarket:
             index.hnsw.efConstruction = int(ef_construction)
             index.hnsw.efSearch = int(ef_search)
         else:
-            nl = int(nlist) if nlist is not None else max(1, min(self.n // 39, int(4 * np.sqrt(self.n))))
+            nl = int(nlist) if nlist is not None else max(1, min(self.n // 39, int(np.sqrt(self.n))))
             index = faiss.index_factory(dl, f"IVF{nl},Flat", faiss.METRIC_INNER_PRODUCT)
             rng = np.random.default_rng(seed)
             sample = rng.choice(self.n, size=min(self.n, 64 * nl), replace=False)
