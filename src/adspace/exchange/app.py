@@ -18,6 +18,7 @@ from adspace.exchange.api import accounts, auctions, campaigns, openrtb, reports
 from adspace.exchange.config import Settings
 from adspace.exchange.middleware import Guard
 from adspace.exchange.service import Exchange, ServiceError
+from adspace.exchange.sync import start_market_sync
 
 log = logging.getLogger("adspace.exchange")
 
@@ -42,10 +43,15 @@ def create_app(settings: Settings | None = None, *, exchange: Exchange | None = 
             print(f"Admin API key (shown once, store it): {key}", flush=True)
         ex.load_market()
         ex.start_background()
+        # PostgreSQL: other exchange processes' campaign changes reach this market (LISTEN/NOTIFY).
+        sync = start_market_sync(ex)
         app.state.exchange = ex
+        app.state.market_sync = sync
         try:
             yield
         finally:
+            if sync is not None:
+                sync.stop()
             ex.close()
 
     app = FastAPI(title="adspace exchange", version=__version__, description=DESCRIPTION, lifespan=lifespan)

@@ -24,6 +24,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+#: 64-bit ids on PostgreSQL; SQLite's autoincrementing rowid must be declared INTEGER.
+BigId = BigInteger().with_variant(Integer, "sqlite")
+
 
 class Base(DeclarativeBase):
     pass
@@ -147,7 +150,7 @@ class LedgerTransaction(Base):
     __tablename__ = "ledger_transactions"
     __table_args__ = (UniqueConstraint("auction_id", "kind", name="uq_ledger_auction_kind"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     kind: Mapped[str] = mapped_column(String(16))  # charge
     auction_id: Mapped[str] = mapped_column(ForeignKey("auctions.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -159,7 +162,7 @@ class LedgerPosting(Base):
 
     __tablename__ = "ledger_postings"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    transaction_id: Mapped[int] = mapped_column(ForeignKey("ledger_transactions.id"), index=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    transaction_id: Mapped[int] = mapped_column(BigId, ForeignKey("ledger_transactions.id"), index=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("ledger_accounts.id"), index=True)
     amount_micros: Mapped[int] = mapped_column(BigInteger)

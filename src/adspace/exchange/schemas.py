@@ -26,8 +26,27 @@ Name = Annotated[str, Field(min_length=1, max_length=200)]
 Keyword = Annotated[str, Field(min_length=1, max_length=100)]
 
 
+def _check_text(value: Any, field: str) -> None:
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError(f"{field}: must not contain NUL characters")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"{field}: must be valid Unicode (no lone surrogates)") from None
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_text(v, f"{field}[{i}]")
+
+
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _text(cls, v, info):
+        _check_text(v, info.field_name)
+        return v
 
 
 def check_embedding(v: list[float] | None, field: str) -> list[float] | None:

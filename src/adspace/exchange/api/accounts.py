@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from adspace.exchange import schemas
-from adspace.exchange.api.deps import Admin, Caller, ExchangeDep
+from adspace.exchange.api.deps import Admin, Caller, ExchangeDep, Id
 
 router = APIRouter(prefix="/v1", tags=["accounts"])
 
@@ -33,7 +33,7 @@ def list_publishers(ex: ExchangeDep, _: Admin):
 
 
 @router.post("/accounts/{account_id}/keys", status_code=201, response_model=schemas.AccountCreated)
-def rotate_key(account_id: str, ex: ExchangeDep, _: Admin):
+def rotate_key(account_id: Id, ex: ExchangeDep, _: Admin):
     """Issue a new API key for an advertiser or publisher; its earlier keys stop working."""
     return ex.rotate_key(account_id)
 

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from adspace.exchange import schemas
-from adspace.exchange.api.deps import ExchangeDep, Publisher
+from adspace.exchange.api.deps import ExchangeDep, Id, Publisher
 from adspace.exchange.service import conversation_text
 
 router = APIRouter(prefix="/v1/auctions", tags=["auctions"])
@@ -43,17 +43,17 @@ def list_auctions(
 
 
 @router.get("/{auction_id}", response_model=schemas.AuctionOut)
-def get_auction(auction_id: str, ex: ExchangeDep, who: Publisher):
+def get_auction(auction_id: Id, ex: ExchangeDep, who: Publisher):
     return ex.get_auction(who, auction_id)
 
 
 @router.post("/{auction_id}/billing", response_model=schemas.BillingResult)
-def bill(auction_id: str, ex: ExchangeDep, who: Publisher):
+def bill(auction_id: Id, ex: ExchangeDep, who: Publisher):
     """The ad was shown: charge the winner. Exactly once; a repeat answers the same and charges nothing."""
     return ex.bill(who, auction_id)
 
 
 @router.post("/{auction_id}/click", response_model=schemas.ClickResult)
-def click(auction_id: str, ex: ExchangeDep, who: Publisher):
+def click(auction_id: Id, ex: ExchangeDep, who: Publisher):
     """The ad was clicked (recorded once, for reports; clicks are not charged)."""
     return ex.click(who, auction_id)

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Response
 
 from adspace.exchange import schemas
-from adspace.exchange.api.deps import Advertiser, ExchangeDep
+from adspace.exchange.api.deps import Advertiser, ExchangeDep, Id
 
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
 
@@ -30,18 +30,18 @@ def list_campaigns(
 
 
 @router.get("/{campaign_id}", response_model=schemas.CampaignOut)
-def get_campaign(campaign_id: str, ex: ExchangeDep, who: Advertiser):
+def get_campaign(campaign_id: Id, ex: ExchangeDep, who: Advertiser):
     return ex.get_campaign(who, campaign_id)
 
 
 @router.patch("/{campaign_id}", response_model=schemas.CampaignOut)
-def update_campaign(campaign_id: str, body: schemas.CampaignUpdate, ex: ExchangeDep, who: Advertiser):
+def update_campaign(campaign_id: Id, body: schemas.CampaignUpdate, ex: ExchangeDep, who: Advertiser):
     """Change a campaign; the next auction sees the change."""
     return ex.update_campaign(who, campaign_id, body)
 
 
 @router.delete("/{campaign_id}", status_code=204)
-def delete_campaign(campaign_id: str, ex: ExchangeDep, who: Advertiser):
+def delete_campaign(campaign_id: Id, ex: ExchangeDep, who: Advertiser):
     """Remove a campaign from the market (its history stays in reports and the ledger)."""
     ex.delete_campaign(who, campaign_id)
     return Response(status_code=204)

@@ -508,6 +508,8 @@ def market_slice(body: SliceQuery, ex: ExchangeDep, who: Caller) -> dict[str, An
                 409, f"a | b: campaign {e!r} is a keyword campaign (σ → 0); choose an embedding campaign"
             )
         ends.append((r.name, snap.center[r.id]))
+    if np.array_equal(ends[0][1], ends[1][1]):
+        raise HTTPException(409, "a | b: the two points coincide (same center); choose another")
     emb = snap.embedding_rows()
     t = np.linspace(body.t_min, body.t_max, body.n)
     out: dict[str, Any] = {"t": t.tolist(), "a": ends[0][0], "b": ends[1][0], "curves": [], "intervals": []}

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, HTTPException, Query, Response
 
 from adspace.exchange import openrtb
-from adspace.exchange.api.deps import ExchangeDep, Publisher
+from adspace.exchange.api.deps import ExchangeDep, Id, Publisher
 
 router = APIRouter(tags=["openrtb"])
 
@@ -65,9 +65,11 @@ def auction(
 @router.get("/openrtb2/notice/{kind}/{auction_id}", status_code=200, responses={204: {"description": "Noted"}})
 def notice(
     kind: openrtb.NoticeKind,
-    auction_id: str,
+    auction_id: Id,
     ex: ExchangeDep,
-    t: Annotated[str, Query(min_length=1, max_length=64, description="The auction's notice token")],
+    t: Annotated[
+        str, Query(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$", description="The auction's notice token")
+    ],
 ) -> Any:
     """nurl (`win`), burl (`billing`: settles exactly like the billing endpoint) and lurl (`loss`: releases the hold).
 

@@ -626,8 +626,10 @@ function renderMarket(result, query, data) {
   const vis = data.campaigns.filter((r) => r.campaign_id && r.kind === "embedding");
   const opts = (sel) => [h("option", { value: "query", selected: sel === "query" }, "the query"), ...vis.map((r) => h("option", { value: r.campaign_id, selected: sel === r.campaign_id }, r.label))];
   const canSlice = vis.length >= 2 || (vis.length >= 1 && !!query.text);
+  // Default line: your best campaign to the next one with another center (another distance to x).
   const a0 = vis[0] ? vis[0].campaign_id : "query";
-  const b0 = vis[1] ? vis[1].campaign_id : "query";
+  const other = vis.find((r) => vis[0] && Math.abs((r.sqdist ?? 0) - (vis[0].sqdist ?? 0)) > 1e-9);
+  const b0 = other ? other.campaign_id : vis[1] ? vis[1].campaign_id : "query";
   const selA = h("select", { id: "slice-a" }, opts(a0)), selB = h("select", { id: "slice-b" }, opts(b0));
   const sliceBox = h("div", { id: "slice" });
   const drawSlice = guard(async () => {
@@ -635,8 +637,11 @@ function renderMarket(result, query, data) {
     if ((selA.value === "query" || selB.value === "query") && !query.text) { sliceBox.replaceChildren(h("p", { class: "muted" }, "The query has no text: choose two campaigns.")); return; }
     const body = { a: selA.value, b: selB.value };
     if (query.text) body.text = query.text;
-    const sl = await api("POST", "/v1/dashboard/slice", body);
-    renderSlice(sliceBox, sl);
+    try {
+      renderSlice(sliceBox, await api("POST", "/v1/dashboard/slice", body));
+    } catch (e) {
+      sliceBox.replaceChildren(h("p", { class: "muted", id: "slice-note" }, e.message));
+    }
   });
   selA.addEventListener("change", drawSlice);
   selB.addEventListener("change", drawSlice);
@@ -673,7 +678,9 @@ function renderSlice(box, sl) {
 }
 
 async function drawProjection(box, queryXY) {
-  const p = await api("GET", "/v1/dashboard/projection");
+  let p;
+  try { p = await api("GET", "/v1/dashboard/projection"); }
+  catch (e) { box.replaceChildren(h("p", { class: "error" }, e.message)); return; }
   const labels = p.campaigns.map((c) => c.label);
   const points = [];
   for (const q of p.queries) points.push({ x: q.xy[0], y: q.xy[1], color: colorFor(q.winner, labels), r: 4, tip: `${q.text} → ${q.winner}` });

@@ -9,6 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -145,7 +147,7 @@ def upgrade() -> None:
 
     op.create_table(
         "ledger_transactions",
-        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("id", BigId, autoincrement=True, nullable=False),
         sa.Column("kind", sa.String(length=16), nullable=False),
         sa.Column("auction_id", sa.String(length=48), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
@@ -159,8 +161,8 @@ def upgrade() -> None:
     )
     op.create_table(
         "ledger_postings",
-        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
-        sa.Column("transaction_id", sa.Integer(), nullable=False),
+        sa.Column("id", BigId, autoincrement=True, nullable=False),
+        sa.Column("transaction_id", BigId, nullable=False),
         sa.Column("account_id", sa.Integer(), nullable=False),
         sa.Column("amount_micros", sa.BigInteger(), nullable=False),
         sa.ForeignKeyConstraint(

@@ -1,0 +1,194 @@
+"""Several exchange processes on one PostgreSQL: keeping every process's in-memory market in step.
+
+Each ``adspace serve`` process clears auctions against its own :class:`~adspace.exchange.market.LiveMarket`,
+a cache of the ``campaigns`` table. What must hold across processes, and how it does:
+
+* **Budgets are never overspent.** Already guaranteed by the database, not by the caches: a win is
+  held by one conditional ``UPDATE campaigns SET held_micros = held_micros + price WHERE
+  budget − spent − held >= bid AND …`` (row-locked by PostgreSQL), so two processes racing for the
+  last of a budget cannot both hold it; the loser refreshes its copy and re-runs the auction
+  (:meth:`adspace.exchange.service.Exchange.run_auction`).
+* **A billing notice charges exactly once**, whichever process receives it: the charge flips the
+  auction from ``held`` to ``billed`` by a conditional ``UPDATE`` and the ledger has a unique
+  ``(auction_id, kind)``; a repeat (to any process) reads back the first charge.
+* **A campaign change made through one process is used by auctions on the others within a second.**
+  This module: a trigger on ``campaigns`` sends ``pg_notify('adspace_campaigns', id)`` for every
+  inserted or updated row (reports, status, soft deletes, and money: holds, charges, releases), and
+  each process runs a listener thread (``LISTEN adspace_campaigns`` on its own autocommit
+  connection) that re-reads the notified campaigns and applies them to its market. PostgreSQL
+  delivers a notification only after the transaction commits, so the re-read sees the change; the
+  delay is the listener's batching (``batch_seconds``, 50 ms) plus one ``SELECT``.
+
+A row whose report is unchanged (only money moved) updates the money columns in place
+(:meth:`LiveMarket.set_money`, ordered by ``money_version``), so a busy exchange does not rebuild the
+prepared market on every hold. The listener re-reads *everything* when it (re)connects, so a
+notification lost while it was disconnected is made up for. SQLite is single-host and needs none of
+this: :func:`start_market_sync` returns ``None`` there.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select, text
+
+from adspace.exchange.models import Campaign, CampaignKeyword
+
+if TYPE_CHECKING:
+    from adspace.exchange.service import Exchange
+
+__all__ = ["CHANNEL", "MarketSync", "install_notify_trigger", "start_market_sync"]
+
+log = logging.getLogger("adspace.exchange.sync")
+
+CHANNEL = "adspace_campaigns"
+_LOCK_KEY = 7_242_001  # pg_advisory_xact_lock key serializing the trigger's (re)creation
+
+_TRIGGER_SQL = [
+    f"""
+    CREATE OR REPLACE FUNCTION adspace_campaign_notify() RETURNS trigger AS $$
+    BEGIN
+        PERFORM pg_notify('{CHANNEL}', NEW.id);
+        RETURN NULL;
+    END
+    $$ LANGUAGE plpgsql
+    """,
+    """
+    CREATE OR REPLACE TRIGGER adspace_campaign_notify
+    AFTER INSERT OR UPDATE ON campaigns
+    FOR EACH ROW EXECUTE FUNCTION adspace_campaign_notify()
+    """,
+]
+
+
+def install_notify_trigger(engine) -> None:
+    """Create (or replace) the notify trigger on ``campaigns``; safe to run from several processes."""
+    with engine.begin() as conn:
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
+        for sql in _TRIGGER_SQL:
+            conn.execute(text(sql))
+
+
+def _report_key(c) -> tuple:
+    """Everything of a cached campaign but its money: equal keys mean only money changed."""
+    center = None if c.center is None else c.center.tobytes()
+    kws = tuple(sorted((k, v.tobytes()) for k, v in c.keywords.items()))
+    return (
+        c.kind, center, c.sigma, kws, c.bid_micros, c.budget_micros, c.daily_budget_micros, c.starts_at,
+        c.ends_at, c.status, c.title, c.body, c.url, c.order, c.advertiser_id,
+    )  # fmt: skip
+
+
+class MarketSync:
+    """The listener thread of one exchange process (PostgreSQL only)."""
+
+    def __init__(self, exchange: Exchange, *, batch_seconds: float = 0.05, reconnect_seconds: float = 1.0):
+        self.exchange = exchange
+        self.batch_seconds = batch_seconds
+        self.reconnect_seconds = reconnect_seconds
+        self._stop = threading.Event()
+        self._listening = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.applied = 0  # campaigns re-read and applied (for tests and metrics)
+
+    # -- applying changes ----------------------------------------------------------------------------
+    def refresh(self, ids: set[str] | None = None) -> int:
+        """Re-read campaigns ``ids`` (all when ``None``) from the database and apply them to the market."""
+        ex = self.exchange
+        with ex.Session() as s:
+            q = select(Campaign)
+            if ids is not None:
+                q = q.where(Campaign.id.in_(sorted(ids)))
+            camps = s.scalars(q).all()
+            kw_q = select(CampaignKeyword)
+            if ids is not None:
+                kw_q = kw_q.where(CampaignKeyword.campaign_id.in_(sorted(ids)))
+            kws = s.scalars(kw_q).all()
+        from adspace.exchange.service import _vec
+
+        points: dict[str, dict] = {}
+        for k in kws:
+            points.setdefault(k.campaign_id, {})[k.keyword] = _vec(k.point)
+        market = ex.market
+        for c in camps:
+            if c.deleted_at is not None:
+                market.remove(c.id)
+                continue
+            state = ex._state(c, points.get(c.id, {}))
+            old = market.get(c.id)
+            if old is not None and _report_key(old) == _report_key(state):
+                market.set_money(
+                    c.id,
+                    spent=state.spent_micros,
+                    held=state.held_micros,
+                    daily_day=state.daily_day,
+                    daily_used=state.daily_used_micros,
+                    version=state.money_version,
+                )
+            else:
+                market.upsert(state)
+        self.applied += len(camps)
+        return len(camps)
+
+    # -- the listener --------------------------------------------------------------------------------
+    def start(self, *, wait: float = 10.0) -> MarketSync:
+        self._thread = threading.Thread(target=self._run, name="adspace-market-sync", daemon=True)
+        self._thread.start()
+        self._listening.wait(wait)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    @property
+    def listening(self) -> bool:
+        return self._listening.is_set()
+
+    def _conninfo(self) -> str:
+        url = self.exchange.engine.url.set(drivername="postgresql")
+        return url.render_as_string(hide_password=False)
+
+    def _run(self) -> None:
+        import psycopg
+
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self._conninfo(), autocommit=True) as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    self.refresh()  # whatever changed before LISTEN (or while disconnected)
+                    self._listening.set()
+                    while not self._stop.is_set():
+                        ids: set[str] = set()
+                        for note in conn.notifies(timeout=0.5, stop_after=1):
+                            ids.add(note.payload)
+                        if not ids:
+                            continue
+                        # Gather what else arrives in the next few ms, then one SELECT for all of it.
+                        deadline = time.monotonic() + self.batch_seconds
+                        while (left := deadline - time.monotonic()) > 0:
+                            got = False
+                            for note in conn.notifies(timeout=left, stop_after=1):
+                                ids.add(note.payload)
+                                got = True
+                            if not got:
+                                break
+                        self.refresh(ids)
+            except Exception:  # pragma: no cover - connection lost: reconnect, then re-read everything
+                self._listening.clear()
+                if self._stop.is_set():
+                    break
+                log.exception("market sync: listener failed; reconnecting")
+                self._stop.wait(self.reconnect_seconds)
+
+
+def start_market_sync(exchange: Exchange) -> MarketSync | None:
+    """Install the trigger and start the listener when the exchange runs on PostgreSQL; else ``None``."""
+    if exchange.engine.dialect.name != "postgresql":
+        return None
+    install_notify_trigger(exchange.engine)
+    return MarketSync(exchange).start()
