@@ -74,8 +74,11 @@ class Api:
 class Server:
     """``python -m adspace.exchange`` on a free loopback port."""
 
-    def __init__(self, database_url: str, env: dict[str, str] | None = None, log_dir: Path | None = None):
+    def __init__(
+        self, database_url: str, env: dict[str, str] | None = None, log_dir: Path | None = None, args: tuple = ()
+    ):
         self.database_url = database_url
+        self.args = list(args)
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.env = {
@@ -93,9 +96,19 @@ class Server:
 
     def start(self, timeout: float = 120.0) -> Server:
         log_path = (self.log_dir or Path("/tmp")) / f"adspace-server-{self.port}.log"
+        self.log_path = log_path
         self._log = open(log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "adspace.exchange", "--port", str(self.port), "--database-url", self.database_url],
+            [
+                sys.executable,
+                "-m",
+                "adspace.exchange",
+                "--port",
+                str(self.port),
+                "--database-url",
+                self.database_url,
+                *self.args,
+            ],
             env=self.env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -193,9 +206,9 @@ def server_factory(tmp_path_factory):
     """Start extra servers (each on its own fresh database); all are stopped at the end."""
     made: list[tuple[Server, Database]] = []
 
-    def make(backend: str, env: dict[str, str] | None = None, db: Database | None = None) -> Server:
+    def make(backend: str, env: dict[str, str] | None = None, db: Database | None = None, args: tuple = ()) -> Server:
         db = db or Database(backend, tmp_path_factory.mktemp("db"))
-        s = Server(db.url, env, tmp_path_factory.getbasetemp()).start()
+        s = Server(db.url, env, tmp_path_factory.getbasetemp(), args).start()
         s.db = db
         made.append((s, db))
         return s

@@ -71,6 +71,7 @@ class Dashboard:
         page.on("pageerror", lambda e: self.errors.append(str(e)))
         page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
         self.n = 0
+        self.done = False
 
     def shot(self, name: str) -> Path:
         self.n += 1
@@ -116,7 +117,9 @@ def money_cell(row, column: int) -> str:
     return row.locator("td").nth(column).inner_text().strip()
 
 
-def test_dashboard_story(browser, model_server, backend):
+@pytest.fixture
+def dashboard(browser, model_server, backend):
+    """A fresh browser context on the dashboard; on failure, a screenshot and the page's errors are kept."""
     shots = OUT / backend
     shots.mkdir(parents=True, exist_ok=True)
     for old in shots.glob("*.png"):
@@ -125,7 +128,18 @@ def test_dashboard_story(browser, model_server, backend):
     page = ctx.new_page()
     page.set_default_timeout(60_000)
     d = Dashboard(page, model_server.base, shots)
-    expect = d.expect
+    try:
+        yield d
+    finally:
+        if not d.done:
+            page.screenshot(path=str(shots / "failure.png"), full_page=True)
+            (shots / "failure.txt").write_text("\n".join(d.errors))
+        ctx.close()
+
+
+def test_dashboard_story(dashboard, model_server):
+    d = dashboard
+    page, shots, expect = d.page, d.shots, d.expect
     suffix = os.urandom(3).hex()
 
     # Sign-in page; a wrong key is refused.
@@ -265,7 +279,7 @@ def test_dashboard_story(browser, model_server, backend):
     page.click("#signout")
     assert page.evaluate("sessionStorage.getItem('adspace.key')") is None
     expect(page.locator("#signin")).to_be_visible()
-    ctx.close()
     # No script errors (the refused key's 401 at sign-in is the one expected failed request).
     assert not [e for e in d.errors if "401" not in e], d.errors
     assert len(list(shots.glob("*.png"))) >= 12
+    d.done = True

@@ -28,7 +28,7 @@ def serve(
     from adspace.exchange.config import Settings
     from adspace.exchange.service import Exchange
 
-    console = Console()
+    console = Console(soft_wrap=True)  # keys must never be wrapped across lines
     settings = Settings.from_env().with_overrides(database_url=database_url)
     if not os.environ.get("ADSPACE_PUBLIC_URL"):
         settings = settings.with_overrides(public_url=f"http://{host}:{port}")

@@ -1,0 +1,95 @@
+"""The in-memory market on its own: σ → 0 keyword limit, daily reset at UTC midnight, price rounding."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from adspace.exchange.market import CampaignState, LiveMarket
+from adspace.mechanisms.vcg import clear
+
+
+def state(i, *, kind="embedding", center=None, sigma=1.0, bid=1_000_000, keywords=None, **kw):
+    kw.setdefault("budget_micros", 10**12)
+    return CampaignState(
+        id=f"c{i}",
+        advertiser_id="a",
+        kind=kind,
+        center=center,
+        sigma=sigma if kind == "embedding" else None,
+        keywords=keywords or {},
+        bid_micros=bid,
+        order=(i,),
+        **kw,
+    )
+
+
+NOW = datetime(2030, 5, 1, 23, 59, 59, tzinfo=UTC)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.integers(1, 10**9), min_size=2, max_size=8))
+def test_keyword_bidders_only_is_second_price(bids):
+    m = LiveMarket(4)
+    point = np.array([0.3, -1.0, 2.0, 0.5])
+    for i, b in enumerate(bids):
+        m.upsert(state(i, kind="keyword", bid=b, keywords={"shoes": point}))
+    m.upsert(state(99, kind="keyword", bid=10**10, keywords={"boots": point + 1}))  # another keyword
+    out = m.run(None, keywords=["shoes"], reserve_micros=0, tau=None, now=NOW)
+    order = sorted(range(len(bids)), key=lambda i: (-bids[i], i))
+    assert out.campaign.id == f"c{order[0]}"
+    assert out.price_micros == bids[order[1]]  # exactly the second-highest bid
+    assert out.point == "keyword" and out.considered == len(bids) and out.excluded["keyword"] == 1
+
+
+def test_keyword_point_equals_the_sigma_to_zero_limit():
+    """At the keyword's point, keyword campaigns with tiny σ in the kernel give the same outcome."""
+    rng = np.random.default_rng(1)
+    point = rng.normal(size=8)
+    emb = [state(i, center=point + rng.normal(size=8) * 0.3, sigma=0.5, bid=int(b)) for i, b in enumerate([3e6, 2e6])]
+    kws = [state(10 + i, kind="keyword", bid=int(b), keywords={"k": point}) for i, b in enumerate([2.5e6, 1e6])]
+    m = LiveMarket(8)
+    for c in emb + kws:
+        m.upsert(c)
+    out = m.run(None, keywords=["k"], reserve_micros=0, tau=None, now=NOW)
+    centers = np.vstack([c.center for c in emb] + [point for _ in kws])
+    sigmas = np.array([0.5, 0.5, 1e-9, 1e-9])
+    bids = np.array([3e6, 2e6, 2.5e6, 1e6])
+    ref = clear(point, centers, sigmas, bids)
+    assert out.campaign.id == (emb + kws)[int(ref.winner[0])].id
+    assert out.price_micros == int(np.floor(ref.payment[0]))
+
+
+def test_daily_budget_resets_at_utc_midnight():
+    m = LiveMarket(2)
+    today = NOW.strftime("%Y-%m-%d")
+    m.upsert(state(0, center=np.zeros(2), bid=5, daily_budget_micros=8, daily_day=today, daily_used_micros=4))
+    assert not m.run(np.zeros(2), keywords=None, reserve_micros=0, tau=None, now=NOW).filled
+    tomorrow = NOW + timedelta(seconds=1)
+    out = m.run(np.zeros(2), keywords=None, reserve_micros=0, tau=None, now=tomorrow)
+    assert out.filled and out.excluded["daily_budget"] == 0
+
+
+def test_price_rounds_down_and_never_exceeds_bid():
+    m = LiveMarket(1)
+    m.upsert(state(0, center=np.zeros(1), sigma=1.0, bid=1_000_000))
+    m.upsert(state(1, center=np.array([0.5]), sigma=1.0, bid=1_000_000))
+    out = m.run(np.zeros(1), keywords=None, reserve_micros=0, tau=None, now=NOW)
+    assert out.campaign.id == "c0"
+    assert out.price_micros == int(np.floor(1_000_000 * np.exp(-0.25)))  # 778800.78... -> 778800
+    # equal reports at the same point: the tie goes to the earlier campaign, which pays its own bid
+    m.upsert(state(2, center=np.zeros(1), sigma=1.0, bid=1_000_000))
+    out = m.run(np.zeros(1), keywords=None, reserve_micros=0, tau=None, now=NOW)
+    assert out.campaign.id == "c0" and out.price_micros == 1_000_000
+
+
+def test_money_updates_apply_in_version_order():
+    m = LiveMarket(1)
+    m.upsert(state(0, center=np.zeros(1), bid=5, budget_micros=10))
+    m.set_money("c0", spent=6, held=0, daily_day=None, daily_used=0, version=2)
+    m.set_money("c0", spent=0, held=0, daily_day=None, daily_used=0, version=1)  # stale: ignored
+    assert m.get("c0").spent_micros == 6
+    assert not m.run(np.zeros(1), keywords=None, reserve_micros=0, tau=None, now=NOW).filled
