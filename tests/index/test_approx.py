@@ -95,3 +95,25 @@ def test_validation():
         am.clear(x, reserve=-1)
     with pytest.raises(ValueError, match="eligible"):
         am.clear(x, eligible=np.ones(3, dtype=bool))
+
+
+def test_docs_example_a_missed_winner_makes_misreporting_profitable():
+    """docs/scale.md: approximate clearing = exact clearing among the index's candidates; when the
+    candidates miss the true winner B, B gains by declaring a false center that the index finds."""
+    from adspace.mechanisms.vcg import true_value
+
+    x = np.array([[0.0]])
+    c, s, b = np.array([[0.1], [3.0], [0.2]]), np.array([1.0, 3.0, 1.0]), np.array([2.0, 6.0, 1.0])
+    exact = clear(x, c, s, b)
+    assert (exact.winner[0], exact.runner_up[0]) == (1, 0)
+    v_b = true_value(x[0], c[1], 3.0, 6.0)
+    assert round(v_b - exact.payment[0], 3) == 0.227  # B's utility under exact VCG
+    approx = clear(x, c, s, b, eligible=np.array([True, False, True]))  # the index misses B
+    assert approx.winner[0] == 0  # truthful B loses: utility 0
+    lie = c.copy()
+    lie[1] = 0.5  # B declares its center inside the probed cell
+    out = clear(x, lie, s, b)
+    assert out.winner[0] == 1 and v_b - out.payment[0] > 0.2  # the lie pays
+    # Certified approximate clearing gives the exact outcome to the truthful report.
+    am = ApproxMarket(c, s, b, kind="ivf", k=2, nlist=1, nprobe=1, cells=2)
+    assert_same(am.clear(x), exact)
