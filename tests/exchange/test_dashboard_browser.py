@@ -122,7 +122,7 @@ def dashboard(browser, model_server, backend):
     """A fresh browser context on the dashboard; on failure, a screenshot and the page's errors are kept."""
     shots = OUT / backend
     shots.mkdir(parents=True, exist_ok=True)
-    for old in shots.glob("*.png"):
+    for old in [*shots.glob("*.png"), *shots.glob("failure.*")]:
         old.unlink()
     ctx = browser.new_context(viewport={"width": 1300, "height": 900})
     page = ctx.new_page()

@@ -167,11 +167,12 @@ document.addEventListener("DOMContentLoaded", () => {
 // -- charts (SVG) ----------------------------------------------------------------------------------
 
 function ticks(lo, hi, n) {
-  if (!(hi > lo)) { hi = lo + 1; }
+  if (!Number.isFinite(lo) || !Number.isFinite(hi)) return [];
+  if (!(hi - lo > 1e-9 * Math.max(Math.abs(lo), Math.abs(hi), 1e-12))) return [lo];
   const span = hi - lo, step0 = span / n, mag = Math.pow(10, Math.floor(Math.log10(step0)));
   const step = [1, 2, 5, 10].map((m) => m * mag).find((st) => span / st <= n) || 10 * mag;
   const out = [];
-  for (let v = Math.ceil(lo / step) * step; v <= hi + 1e-9 * span; v += step) out.push(+v.toPrecision(12));
+  for (let k = Math.ceil(lo / step); k * step <= hi + 1e-9 * span && out.length < 50; k++) out.push(+(k * step).toPrecision(12));
   return out;
 }
 
@@ -688,13 +689,13 @@ async function drawProjection(box, queryXY) {
   if (queryXY) points.push({ x: queryXY[0], y: queryXY[1], color: "#ffd400", shape: "star", tip: "this query" });
   if (!points.length) { box.replaceChildren(h("p", { class: "muted" }, "No campaign centers to show yet.")); return; }
   const xs = points.map((q) => q.x), ys = points.map((q) => q.y);
-  const pad = (lo, hi) => { const d = (hi - lo) || 1; return [lo - 0.12 * d, hi + 0.25 * d]; };
+  const pad = (lo, hi) => { const d = Math.max(hi - lo, 0.05); return [lo - 0.12 * d, hi + 0.25 * d]; };
   const [xlo, xhi] = pad(Math.min(...xs), Math.max(...xs)), [ylo, yhi] = pad(Math.min(...ys), Math.max(...ys));
   const winners = [...new Set(p.queries.map((q) => q.winner))];
   box.replaceChildren(chart({
     x: [xlo, xhi], series: [], points, xMin: xlo, xMax: xhi, yMin: ylo, yMax: yhi, height: 300, width: 620,
     xLabel: `principal axis 1 (${pct(p.explained[0])} of the centers' variance)`, yLabel: `axis 2 (${pct(p.explained[1])})`,
-    xFormat: (v) => v.toFixed(2), yFormat: (v) => v.toFixed(2),
+    xFormat: (v) => String(+v.toPrecision(3)), yFormat: (v) => String(+v.toPrecision(3)),
     extraLegend: [{ name: "campaign center", color: "#1d2330" }, ...(queryXY ? [{ name: "this query", color: "#ffd400", dot: true }] : []),
       ...winners.map((w) => ({ name: `query won by ${w}`, color: colorFor(w, labels), dot: true }))],
   }), h("p", { class: "muted small", id: "projection-note" }, `${p.campaigns.length} campaign centers, ${p.queries.length} recent market-map queries (coloured by winner).`));
