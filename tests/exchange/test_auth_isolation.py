@@ -33,6 +33,7 @@ def endpoints(w):
         ("POST", "/v1/publishers", {"json": {"name": "x"}}, "admin", None),
         ("GET", "/v1/publishers", {}, "admin", None),
         ("GET", "/v1/ledger/check", {}, "admin", None),
+        ("GET", "/v1/stats", {}, "admin", None),
         ("POST", "/v1/campaigns", {"json": campaign_body(w["home"], sigma=0.2, status="paused")}, "advertiser", None),
         ("GET", "/v1/campaigns", {}, "advertiser", None),
         ("GET", f"/v1/campaigns/{c}", {}, "advertiser", "A"),

@@ -17,8 +17,12 @@ __all__ = ["make_engine", "make_sessionmaker", "run_migrations"]
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url`` (``sqlite:///file`` or ``postgresql+psycopg://...``)."""
+def make_engine(url: str, *, immediate: bool = True) -> Engine:
+    """An engine for ``url`` (``sqlite:///file`` or ``postgresql+psycopg://...``).
+
+    For SQLite, ``immediate=False`` gives an engine for read-only sessions: its transactions begin
+    deferred, so in WAL mode they read a snapshot and never wait for the writer.
+    """
     if url.startswith("sqlite"):
         engine = create_engine(
             url,
@@ -39,7 +43,7 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn):  # pragma: no cover
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
     return create_engine(url, pool_size=20, max_overflow=40, pool_pre_ping=True)

@@ -86,7 +86,7 @@ DEMO_KEYWORDS = [
 
 def seed_demo(ex: Exchange) -> dict[str, str]:
     """Seed an empty database (no advertisers or publishers yet); return the keys to print, or {}."""
-    with ex.Session() as s:
+    with ex.read() as s:
         n = s.scalar(select(func.count()).select_from(Account).where(Account.kind != "admin"))
     if n:
         return {}

@@ -12,6 +12,9 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -108,25 +111,47 @@ class Exchange:
         self.settings = settings
         self.engine: Engine = make_engine(settings.database_url)
         self.Session: sessionmaker[Session] = make_sessionmaker(self.engine)
+        if self.engine.dialect.name == "sqlite":
+            self._read_engine = make_engine(settings.database_url, immediate=False)
+            self.ReadSession = make_sessionmaker(self._read_engine)
+        else:
+            self._read_engine, self.ReadSession = None, self.Session
         self.market = LiveMarket(DIM)
+        # SQLite has one writer at a time: queue writers on a fair in-process lock rather than on
+        # SQLite's busy handler (which sleeps and polls). PostgreSQL needs no such lock.
+        self._write_lock = threading.Lock() if self.engine.dialect.name == "sqlite" else None
         self._embedder = embedder
         self._embedder_lock = threading.Lock()
         self._keys: dict[str, Principal] = {}
         self._stop = threading.Event()
         self._sweeper: threading.Thread | None = None
-        self.timings = {"embed": 0.0, "clear": 0.0, "db": 0.0, "auctions": 0}
+        self.timings = {"embed": 0.0, "clear": 0.0, "db": 0.0, "total": 0.0, "auctions": 0}
         self._timing_lock = threading.Lock()
+
+    def read(self) -> Session:
+        """A session for reads (on SQLite it never waits for the writer)."""
+        return self.ReadSession()
+
+    @contextmanager
+    def tx(self) -> Iterator[Session]:
+        """One write transaction (committed on success, rolled back on error)."""
+        if self._write_lock is None:
+            with self.Session.begin() as s:
+                yield s
+            return
+        with self._write_lock, self.Session.begin() as s:
+            yield s
 
     # -- life cycle ----------------------------------------------------------------------------------
     def migrate(self) -> None:
         run_migrations(self.engine)
-        with self.Session.begin() as s:
+        with self.tx() as s:
             self._ledger_account(s, EXCHANGE_OWNER, EXCHANGE_OWNER)
 
     def bootstrap_admin(self) -> str | None:
         """Make sure an admin exists. Returns a newly generated admin key (to print once), else None."""
         now = utcnow()
-        with self.Session.begin() as s:
+        with self.tx() as s:
             admin = s.scalars(select(Account).where(Account.kind == "admin").order_by(Account.created_at)).first()
             if admin is None:
                 admin = Account(id=new_id("acc"), kind="admin", name="admin", created_at=now)
@@ -156,7 +181,7 @@ class Exchange:
 
     def load_market(self) -> None:
         """Fill the in-memory market from the database (at start)."""
-        with self.Session() as s:
+        with self.read() as s:
             camps = s.scalars(select(Campaign).where(Campaign.deleted_at.is_(None))).all()
             kws = s.scalars(select(CampaignKeyword)).all()
         by_campaign: dict[str, dict[str, np.ndarray]] = {}
@@ -177,6 +202,8 @@ class Exchange:
         if self._sweeper is not None:
             self._sweeper.join(timeout=5)
         self.engine.dispose()
+        if self._read_engine is not None:
+            self._read_engine.dispose()
 
     def _preload(self) -> None:
         try:
@@ -211,7 +238,7 @@ class Exchange:
         p = self._keys.get(h)
         if p is not None:
             return p
-        with self.Session() as s:
+        with self.read() as s:
             row = s.execute(
                 select(Account.id, Account.kind, Account.name)
                 .join(ApiKey, ApiKey.account_id == Account.id)
@@ -240,7 +267,7 @@ class Exchange:
     def create_account(self, kind: str, name: str) -> schemas.AccountCreated:
         key = new_key(kind)
         now = utcnow()
-        with self.Session.begin() as s:
+        with self.tx() as s:
             acc = Account(id=new_id("adv" if kind == "advertiser" else "pub"), kind=kind, name=name, created_at=now)
             s.add(acc)
             s.flush()
@@ -249,12 +276,12 @@ class Exchange:
         return schemas.AccountCreated(id=acc.id, name=name, kind=kind, api_key=key)
 
     def _principal(self, account_id: str) -> Principal:
-        with self.Session() as s:
+        with self.read() as s:
             a = s.get(Account, account_id)
             return Principal(a.id, a.kind, a.name)
 
     def list_accounts(self, kind: str) -> list[schemas.AccountOut]:
-        with self.Session() as s:
+        with self.read() as s:
             rows = s.scalars(select(Account).where(Account.kind == kind).order_by(Account.created_at, Account.id))
             return [
                 schemas.AccountOut(id=a.id, name=a.name, kind=a.kind, created_at=as_utc(a.created_at)) for a in rows
@@ -263,7 +290,7 @@ class Exchange:
     def rotate_key(self, account_id: str) -> schemas.AccountCreated:
         """Issue a new key for an advertiser or publisher and revoke its old ones (admin)."""
         now = utcnow()
-        with self.Session.begin() as s:
+        with self.tx() as s:
             acc = s.get(Account, account_id)
             if acc is None or acc.kind == "admin":
                 raise NotFound(f"account_id: no advertiser or publisher {account_id!r}")
@@ -330,7 +357,7 @@ class Exchange:
         """Each keyword's point: the existing one if campaigns already bid on it, else its embedding."""
         points: dict[str, np.ndarray] = {}
         todo = []
-        with self.Session() as s:
+        with self.read() as s:
             for k in keywords:
                 row = s.scalars(select(CampaignKeyword.point).where(CampaignKeyword.keyword == k).limit(1)).first()
                 if row is not None:
@@ -377,7 +404,7 @@ class Exchange:
             created_at=now,
             updated_at=now,
         )
-        with self.Session.begin() as s:
+        with self.tx() as s:
             s.add(c)
             s.flush()
             for k, p in points.items():
@@ -406,7 +433,7 @@ class Exchange:
     def list_campaigns(
         self, who: Principal, *, status: str | None, limit: int, offset: int
     ) -> list[schemas.CampaignOut]:
-        with self.Session() as s:
+        with self.read() as s:
             q = select(Campaign).where(Campaign.advertiser_id == who.account_id, Campaign.deleted_at.is_(None))
             if status:
                 q = q.where(Campaign.status == status)
@@ -415,7 +442,7 @@ class Exchange:
             return [self._out(c, kws.get(c.id)) for c in rows]
 
     def get_campaign(self, who: Principal, campaign_id: str) -> schemas.CampaignOut:
-        with self.Session() as s:
+        with self.read() as s:
             c = self._owned(s, who, campaign_id)
             return self._out(c, self._keywords_of(s, [c.id]).get(c.id))
 
@@ -423,7 +450,7 @@ class Exchange:
         fields = body.model_fields_set
         center = None
         points: dict[str, np.ndarray] | None = None
-        with self.Session() as s:  # validate against the stored campaign before any slow work
+        with self.read() as s:  # validate against the stored campaign before any slow work
             c = self._owned(s, who, campaign_id)
             kind = c.kind
         if kind == "keyword" and ({"description", "embedding", "sigma"} & fields):
@@ -437,7 +464,7 @@ class Exchange:
             center = np.asarray(body.embedding, dtype=np.float64)
         if body.keywords is not None:
             points = self._keyword_points(body.keywords)
-        with self.Session.begin() as s:
+        with self.tx() as s:
             c = self._owned(s, who, campaign_id, lock=True)
             for name in (
                 "name",
@@ -479,7 +506,7 @@ class Exchange:
 
     def delete_campaign(self, who: Principal, campaign_id: str) -> None:
         """Soft delete: the campaign leaves the market; its auctions, ledger and reports stay."""
-        with self.Session.begin() as s:
+        with self.tx() as s:
             c = self._owned(s, who, campaign_id, lock=True)
             c.deleted_at = utcnow()
             c.status = "deleted"
@@ -503,8 +530,13 @@ class Exchange:
         notice_token: str | None = None,
     ) -> tuple[Auction, Outcome, CampaignState | None]:
         """Clear one auction, hold the winner's price against its budget, and record it."""
-        import time
+        t_start = time.perf_counter()
+        try:
+            return self._run_auction(who, embedding, text, keywords, reserve_micros, tau, source, notice_token)
+        finally:
+            self._time("total", time.perf_counter() - t_start)
 
+    def _run_auction(self, who, embedding, text, keywords, reserve_micros, tau, source, notice_token):
         reserve = self.settings.default_reserve_micros if reserve_micros is None else reserve_micros
         x: np.ndarray | None = None
         keyword_hit = any(self.market.has_keyword(k) for k in (keywords or []))
@@ -559,7 +591,7 @@ class Exchange:
             notice_token=notice_token,
             explain=json.dumps(explain),
         )
-        with self.Session.begin() as s:
+        with self.tx() as s:
             if out.filled:
                 c, p, bid = Campaign, out.price_micros, out.campaign.bid_micros
                 used_today = case((c.daily_day == day, c.daily_used_micros), else_=0)
@@ -601,7 +633,7 @@ class Exchange:
         return {"spent": r[0], "held": r[1], "daily_day": r[2], "daily_used": r[3], "version": r[4]}
 
     def _refresh_money(self, campaign_id: str) -> None:
-        with self.Session() as s:
+        with self.read() as s:
             money = self._money(s, campaign_id)
         self.market.set_money(campaign_id, **money)
 
@@ -648,7 +680,7 @@ class Exchange:
         )
 
     def get_auction(self, who: Principal, auction_id: str) -> schemas.AuctionOut:
-        with self.Session() as s:
+        with self.read() as s:
             a = s.get(Auction, auction_id)
             if a is None or a.publisher_id != who.account_id:
                 raise NotFound(f"auction_id: no auction {auction_id!r} of yours")
@@ -670,7 +702,7 @@ class Exchange:
         )
 
     def list_auctions(self, who: Principal, *, limit: int, offset: int) -> list[schemas.AuctionOut]:
-        with self.Session() as s:
+        with self.read() as s:
             rows = s.scalars(
                 select(Auction)
                 .where(Auction.publisher_id == who.account_id)
@@ -696,7 +728,7 @@ class Exchange:
 
     def _charge(self, who: Principal, auction_id: str, now: datetime, share: int):
         result = None
-        with self.Session.begin() as s:
+        with self.tx() as s:
             res = s.execute(
                 update(Auction)
                 .where(
@@ -747,7 +779,7 @@ class Exchange:
         return result, money
 
     def _billing_result(self, who: Principal, auction_id: str, now: datetime) -> schemas.BillingResult:
-        with self.Session() as s:
+        with self.read() as s:
             a = s.get(Auction, auction_id)
             if a is None or a.publisher_id != who.account_id:
                 raise NotFound(f"auction_id: no auction {auction_id!r} of yours")
@@ -780,7 +812,7 @@ class Exchange:
     def click(self, who: Principal, auction_id: str) -> schemas.ClickResult:
         """Record a click on a billed (shown) ad, once; a repeat returns the first click's time."""
         now = utcnow()
-        with self.Session.begin() as s:
+        with self.tx() as s:
             s.execute(
                 update(Auction)
                 .where(
@@ -792,7 +824,7 @@ class Exchange:
                 .values(clicked_at=now)
                 .execution_options(synchronize_session=False)
             )
-        with self.Session() as s:
+        with self.read() as s:
             a = s.get(Auction, auction_id)
             if a is None or a.publisher_id != who.account_id:
                 raise NotFound(f"auction_id: no auction {auction_id!r} of yours")
@@ -804,7 +836,7 @@ class Exchange:
     def release_expired(self, *, limit: int = 500) -> int:
         """Release the holds of auctions whose billing window closed. Returns how many were released."""
         now = utcnow()
-        with self.Session() as s:
+        with self.read() as s:
             ids = s.scalars(
                 select(Auction.id).where(Auction.status == "held", Auction.expires_at <= now).limit(limit)
             ).all()
@@ -815,7 +847,7 @@ class Exchange:
         cond = [Auction.id == auction_id, Auction.status == "held"]
         if expired_by is not None:
             cond.append(Auction.expires_at <= expired_by)
-        with self.Session.begin() as s:
+        with self.tx() as s:
             res = s.execute(
                 update(Auction).where(*cond).values(status="expired").execution_options(synchronize_session=False)
             )
@@ -845,7 +877,7 @@ class Exchange:
         """A nurl/burl/lurl fired by an ad server: authenticated by the auction's capability token."""
         import hmac
 
-        with self.Session() as s:
+        with self.read() as s:
             a = s.get(Auction, auction_id)
             ok = a is not None and a.notice_token is not None and hmac.compare_digest(a.notice_token, token)
             publisher = a.publisher_id if ok else None
@@ -866,7 +898,7 @@ class Exchange:
 
     # -- ledger and reports --------------------------------------------------------------------------
     def ledger(self, who: Principal, *, after: int, limit: int) -> schemas.LedgerPage:
-        with self.Session() as s:
+        with self.read() as s:
             if who.kind == "admin":
                 owner = and_(LedgerAccount.owner_kind == EXCHANGE_OWNER)
             else:
@@ -897,9 +929,22 @@ class Exchange:
             nxt = rows[-1][0].id if len(rows) == limit else None
             return schemas.LedgerPage(balance_micros=int(balance), entries=entries, next_after=nxt)
 
+    def stats(self) -> dict[str, Any]:
+        """Admin: counters of this process (auctions served, seconds spent embedding, clearing, in the database)."""
+        with self._timing_lock:
+            t = dict(self.timings)
+        emb = self._embedder
+        return {
+            "campaigns": len(self.market),
+            "market_rebuilds": self.market.rebuilds,
+            "auctions": t["auctions"],
+            "seconds": {k: t[k] for k in ("total", "embed", "clear", "db")},
+            "embedding_cache": None if emb is None else {"hits": emb.hits, "misses": emb.misses},
+        }
+
     def ledger_check(self) -> dict[str, Any]:
         """Admin: the ledger's invariants, computed by the database."""
-        with self.Session() as s:
+        with self.read() as s:
             total = s.scalar(select(func.coalesce(func.sum(LedgerPosting.amount_micros), 0)))
             unbalanced = s.scalar(
                 select(func.count()).select_from(
@@ -926,7 +971,7 @@ class Exchange:
         }
 
     def campaign_report(self, who: Principal) -> schemas.CampaignReportPage:
-        with self.Session() as s:
+        with self.read() as s:
             camps = s.scalars(
                 select(Campaign)
                 .where(Campaign.advertiser_id == who.account_id)

@@ -51,3 +51,9 @@ def ledger(
 def ledger_check(ex: ExchangeDep, _: Admin) -> dict:
     """Admin: the ledger's invariants (postings sum to zero, one charge per billed auction, spend = prices)."""
     return ex.ledger_check()
+
+
+@router.get("/stats")
+def stats(ex: ExchangeDep, _: Admin) -> dict:
+    """Admin: this process's counters (auctions; seconds spent embedding, clearing and in the database)."""
+    return ex.stats()
