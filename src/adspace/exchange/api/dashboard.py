@@ -41,7 +41,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from sqlalchemy import func, select
 from sqlalchemy.orm import aliased
 
@@ -90,8 +90,8 @@ def asset(name: str) -> FileResponse:
 # -- request bodies --------------------------------------------------------------------------------
 
 
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+class _In(schemas._In):
+    """The exchange's request base: unknown fields forbidden, text free of NUL and lone surrogates."""
 
 
 Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT, description="Conversation text, embedded")]
