@@ -555,11 +555,13 @@ function showKeyAfter(root, acc) { if (root._showKey) root._showKey(acc); }
 
 // -- market map ------------------------------------------------------------------------------------
 
-function colorFor(label, labels) {
+// One colour per campaign for the whole page (slice, projection), in order of first appearance.
+const palette = new Map();
+function colorFor(label) {
   if (label === "no fill") return "#98a2b3";
-  if (label === "others (best)" || (label && label.startsWith("other"))) return "#667085";
-  const i = labels.indexOf(label);
-  return COLORS[(i < 0 ? labels.length : i) % COLORS.length];
+  if (!label || label === "others (best)" || label.startsWith("other")) return "#667085";
+  if (!palette.has(label)) palette.set(label, COLORS[palette.size % COLORS.length]);
+  return palette.get(label);
 }
 
 async function viewMarket(root) {
@@ -599,8 +601,6 @@ async function viewMarket(root) {
 
 function renderMarket(result, query, data) {
   const o = data.outcome;
-  const labels = data.campaigns.map((r) => r.label);
-  const winnerRow = data.campaigns.find((r) => r.winner);
   const card = h("div", { class: "outcome" + (o.filled ? "" : " nofill"), id: "market-outcome" },
     h("div", { class: "big" }, o.filled ? h("span", {}, "Winner: ", h("span", { id: "market-winner" }, o.winner), " · price ", h("span", { id: "market-price" }, money(o.price_micros))) : h("span", { id: "market-winner" }, "No fill")),
     h("div", { class: "muted small" }, `${o.considered} of ${o.total} campaigns considered` + (Object.keys(o.excluded).length ? "; left out: " + Object.entries(o.excluded).map(([k, v]) => `${v} ${k}`).join(", ") : "") + (o.point === "keyword" ? ` · auction at keyword “${o.keyword}”` : "")),
@@ -663,15 +663,14 @@ function renderMarket(result, query, data) {
 }
 
 function renderSlice(box, sl) {
-  const names = sl.curves.map((c) => c.label);
-  const series = sl.curves.map((c, i) => ({ name: c.label + (c.eligible ? "" : " (not eligible)"), values: c.score, color: c.label === "others (best)" ? "#667085" : COLORS[i % COLORS.length], dash: c.eligible ? null : "4 3", width: 1.4, opacity: 0.75 }));
+  const series = sl.curves.map((c) => ({ name: c.label + (c.eligible ? "" : " (not eligible)"), values: c.score, color: colorFor(c.label), dash: c.eligible ? null : "4 3", width: 1.4, opacity: 0.75 }));
   series.push({ name: "upper envelope (the allocation)", values: sl.envelope, color: "#111", width: 3 });
   const vals = sl.envelope.filter((v) => v !== null);
   const top = vals.length ? Math.max(...vals) : 1;
   const low = vals.length ? Math.min(...vals) : 0;
   const yMin = low - 0.35 * (top - low + 1e-9) - 0.5, yMax = top + 0.15 * (top - low + 1e-9) + 0.2;
   const H = 300, bandH = 16, innerBottom = H - 40;
-  const bands = sl.intervals.filter((iv) => iv.winner !== null).map((iv) => ({ lo: iv.lo, hi: iv.hi, color: colorFor(iv.winner, names), label: iv.winner, y: innerBottom - bandH, h: bandH }));
+  const bands = sl.intervals.filter((iv) => iv.winner !== null).map((iv) => ({ lo: iv.lo, hi: iv.hi, color: colorFor(iv.winner), label: iv.winner, y: innerBottom - bandH, h: bandH }));
   box.replaceChildren(chart({
     x: sl.t, series, bands, yMin, yMax, height: H, width: 620, xLabel: `t along the line: ${sl.a} at 0, ${sl.b} at 1`, yLabel: "score",
     yFormat: (v) => v.toFixed(1), xFormat: (v) => v.toFixed(1),
@@ -682,10 +681,9 @@ async function drawProjection(box, queryXY) {
   let p;
   try { p = await api("GET", "/v1/dashboard/projection"); }
   catch (e) { box.replaceChildren(h("p", { class: "error" }, e.message)); return; }
-  const labels = p.campaigns.map((c) => c.label);
   const points = [];
-  for (const q of p.queries) points.push({ x: q.xy[0], y: q.xy[1], color: colorFor(q.winner, labels), r: 4, tip: `${q.text} → ${q.winner}` });
-  p.campaigns.forEach((c, i) => points.push({ x: c.xy[0], y: c.xy[1], color: COLORS[i % COLORS.length], shape: "diamond", label: c.label, tip: `${c.label} (σ ${c.sigma}, bid ${money(c.bid_micros)})${c.eligible ? "" : " not eligible"}` }));
+  for (const q of p.queries) points.push({ x: q.xy[0], y: q.xy[1], color: colorFor(q.winner), r: 4, tip: `${q.text} → ${q.winner}` });
+  p.campaigns.forEach((c) => points.push({ x: c.xy[0], y: c.xy[1], color: colorFor(c.label), shape: "diamond", label: c.label, tip: `${c.label} (σ ${c.sigma}, bid ${money(c.bid_micros)})${c.eligible ? "" : " not eligible"}` }));
   if (queryXY) points.push({ x: queryXY[0], y: queryXY[1], color: "#ffd400", shape: "star", tip: "this query" });
   if (!points.length) { box.replaceChildren(h("p", { class: "muted" }, "No campaign centers to show yet.")); return; }
   const xs = points.map((q) => q.x), ys = points.map((q) => q.y);
@@ -697,6 +695,6 @@ async function drawProjection(box, queryXY) {
     xLabel: `principal axis 1 (${pct(p.explained[0])} of the centers' variance)`, yLabel: `axis 2 (${pct(p.explained[1])})`,
     xFormat: (v) => String(+v.toPrecision(3)), yFormat: (v) => String(+v.toPrecision(3)),
     extraLegend: [{ name: "campaign center", color: "#1d2330" }, ...(queryXY ? [{ name: "this query", color: "#ffd400", dot: true }] : []),
-      ...winners.map((w) => ({ name: `query won by ${w}`, color: colorFor(w, labels), dot: true }))],
+      ...winners.map((w) => ({ name: `query won by ${w}`, color: colorFor(w), dot: true }))],
   }), h("p", { class: "muted small", id: "projection-note" }, `${p.campaigns.length} campaign centers, ${p.queries.length} recent market-map queries (coloured by winner).`));
 }
