@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import FileResponse
 from pydantic import Field, field_validator, model_validator
 from sqlalchemy import func, select
@@ -307,7 +307,7 @@ def _finite(v: float | None) -> float | None:
 
 
 @router.post("/v1/dashboard/market")
-def market_map(body: MarketQuery, request: Request, ex: ExchangeDep, who: Caller) -> dict[str, Any]:
+def market_map(body: MarketQuery, ex: ExchangeDep, who: Caller) -> dict[str, Any]:
     """Every campaign's score and reported value at a query, the winner, the price and why.
 
     ``run: true`` (publishers) also runs the real auction at the same point, exactly as
