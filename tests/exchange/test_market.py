@@ -93,3 +93,23 @@ def test_money_updates_apply_in_version_order():
     m.set_money("c0", spent=0, held=0, daily_day=None, daily_used=0, version=1)  # stale: ignored
     assert m.get("c0").spent_micros == 6
     assert not m.run(np.zeros(1), keywords=None, reserve_micros=0, tau=None, now=NOW).filled
+
+
+def test_in_place_changes_do_not_rebuild_and_are_seen():
+    m = LiveMarket(1)
+    for i, b in enumerate([5, 4, 3]):
+        m.upsert(state(i, center=np.zeros(1), bid=b))
+    run = lambda: m.run(np.zeros(1), keywords=None, reserve_micros=0, tau=None, now=NOW)  # noqa: E731
+    assert run().campaign.id == "c0"
+    rebuilds = m.rebuilds
+    m.upsert(state(0, center=np.zeros(1), bid=5, status="paused"))  # status: in place
+    out = run()
+    assert out.campaign.id == "c1" and out.price_micros == 3 and out.excluded["paused"] == 1
+    m.remove("c1")  # removal: in place
+    out = run()
+    assert out.campaign.id == "c2" and out.total == 2 and out.price_micros == 0
+    assert m.rebuilds == rebuilds
+    m.upsert(state(2, center=np.zeros(1), bid=7))  # a new bid: rebuilt before the next auction
+    assert run().price_micros == 0 and m.rebuilds == rebuilds + 1
+    m.upsert(state(0, center=np.zeros(1), bid=5))
+    assert run().price_micros == 5

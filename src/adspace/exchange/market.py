@@ -82,6 +82,17 @@ class Outcome:
     keyword: str | None
 
 
+def _same_report(a: CampaignState, b: CampaignState) -> bool:
+    """Whether two states of a campaign report the same (center, σ, bid, keywords): no rebuild needed."""
+    if a.kind != b.kind or a.bid_micros != b.bid_micros or a.sigma != b.sigma or a.order != b.order:
+        return False
+    if (a.center is None) != (b.center is None) or (a.center is not None and not np.array_equal(a.center, b.center)):
+        return False
+    return a.keywords.keys() == b.keywords.keys() and all(
+        np.array_equal(a.keywords[k], b.keywords[k]) for k in a.keywords
+    )
+
+
 def _day_number(day: str | None) -> int:
     """``"YYYY-MM-DD"`` -> proleptic ordinal (0 for none)."""
     return 0 if not day else date.fromisoformat(day).toordinal()
@@ -104,11 +115,17 @@ class LiveMarket:
         self._order: list[str] = []
         self._pos: dict[str, int] = {}
         self._arr: dict[str, np.ndarray] = {}
+        self._states: list[CampaignState] = []
+        self._removed = 0
         self.rebuilds = 0
 
     # -- keeping in step -----------------------------------------------------------------------------
     def upsert(self, state: CampaignState) -> None:
-        """Add or replace a campaign (its report may have changed: the arrays are rebuilt lazily)."""
+        """Add or replace a campaign; the next auction sees it.
+
+        A change of the report (center, σ, bid, keywords) or a new campaign rebuilds the prepared
+        market before the next auction; status, schedule, budgets and creative change in place.
+        """
         with self._lock:
             old = self._camps.get(state.id)
             if old is not None and old.money_version > state.money_version:
@@ -116,12 +133,29 @@ class LiveMarket:
                 state.daily_day, state.daily_used_micros = old.daily_day, old.daily_used_micros
                 state.money_version = old.money_version
             self._camps[state.id] = state
-            self._dirty = True
+            if old is not None and not self._dirty and state.id in self._pos and _same_report(old, state):
+                i = self._pos[state.id]
+                self._states[i] = state
+                self._write_terms(i, state)
+                self._write_money(i, state)
+            else:
+                self._dirty = True
 
     def remove(self, campaign_id: str) -> None:
+        """Take a campaign out of the market (in place: its rows stay, never eligible, until a rebuild)."""
         with self._lock:
-            if self._camps.pop(campaign_id, None) is not None:
+            old = self._camps.pop(campaign_id, None)
+            if old is None:
+                return
+            if self._dirty or campaign_id not in self._pos or old.kind == "keyword":  # keyword routing changes
                 self._dirty = True
+                return
+            i = self._pos.pop(campaign_id)
+            self._arr["live"][i] = False
+            self._arr["active"][i] = False
+            self._removed += 1
+            if self._removed > 64 and self._removed * 10 > len(self._states):
+                self._dirty = True  # compact
 
     def set_money(
         self, campaign_id: str, *, spent: int, held: int, daily_day: str | None, daily_used: int, version: int
@@ -136,6 +170,13 @@ class LiveMarket:
             c.money_version = int(version)
             if not self._dirty:
                 self._write_money(self._pos[campaign_id], c)
+
+    def _write_terms(self, i: int, c: CampaignState) -> None:
+        a = self._arr
+        a["active"][i] = c.status == "active"
+        a["starts"][i], a["ends"][i] = c.starts_at, c.ends_at
+        a["budget"][i] = c.budget_micros
+        a["cap"][i] = -1 if c.daily_budget_micros is None else c.daily_budget_micros
 
     def _write_money(self, i: int, c: CampaignState) -> None:
         a = self._arr
@@ -159,6 +200,7 @@ class LiveMarket:
             return
         camps = sorted(self._camps.values(), key=lambda c: c.order)
         self._order = [c.id for c in camps]
+        self._states = camps  # the states this market was built from, by position
         self._pos = {cid: i for i, cid in enumerate(self._order)}
         centers: list[np.ndarray] = []
         sigmas: list[float] = []
@@ -194,20 +236,21 @@ class LiveMarket:
         self._embedding_rows = np.asarray([k is None for k in row_kw], dtype=bool)
         n = len(camps)
         self._arr = {
-            "active": np.fromiter((c.status == "active" for c in camps), dtype=bool, count=n),
-            "starts": np.fromiter((c.starts_at for c in camps), dtype=np.float64, count=n),
-            "ends": np.fromiter((c.ends_at for c in camps), dtype=np.float64, count=n),
+            "live": np.ones(n, dtype=bool),
+            "active": np.zeros(n, dtype=bool),
+            "starts": np.zeros(n, dtype=np.float64),
+            "ends": np.zeros(n, dtype=np.float64),
             "bid": np.fromiter((c.bid_micros for c in camps), dtype=np.int64, count=n),
-            "budget": np.fromiter((c.budget_micros for c in camps), dtype=np.int64, count=n),
-            "cap": np.fromiter(
-                (-1 if c.daily_budget_micros is None else c.daily_budget_micros for c in camps), dtype=np.int64, count=n
-            ),
+            "budget": np.zeros(n, dtype=np.int64),
+            "cap": np.zeros(n, dtype=np.int64),
             "spent": np.zeros(n, dtype=np.int64),
             "held": np.zeros(n, dtype=np.int64),
             "day": np.zeros(n, dtype=np.int64),
             "used": np.zeros(n, dtype=np.int64),
         }
+        self._removed = 0
         for i, c in enumerate(camps):
+            self._write_terms(i, c)
             self._write_money(i, c)
         self._dirty = False
         self.rebuilds += 1
@@ -222,7 +265,7 @@ class LiveMarket:
         daily_ok = (a["cap"] < 0) | (used + a["bid"] <= a["cap"])
         status_ok = a["active"]
         reasons = {"paused": ~status_ok, "schedule": ~sched_ok, "budget": ~budget_ok, "daily_budget": ~daily_ok}
-        return status_ok & sched_ok & budget_ok & daily_ok, reasons
+        return a["live"] & status_ok & sched_ok & budget_ok & daily_ok, reasons
 
     def run(
         self,
@@ -238,7 +281,7 @@ class LiveMarket:
         with self._lock:
             self._ensure()
             today = now.date().toordinal()
-            n = len(self._order)
+            n = len(self._camps)
             keyword = next((k for k in (keywords or []) if k in self._keyword_rows), None)
             point_kind = "keyword" if keyword is not None else "query"
             if keyword is not None:
@@ -269,45 +312,50 @@ class LiveMarket:
                     row_tau_fail[cand[d2 > tau]] = True
                 row_ok &= ~row_tau_fail
 
-            # Explain: each campaign counted once, under the first reason that left it out.
-            left = np.ones(n, dtype=bool)
+            # Explain: each live campaign counted once, under the first reason that left it out.
+            left = self._arr["live"].copy()
             for name in ("paused", "schedule", "budget", "daily_budget"):
                 hit = reasons[name] & left
                 excluded[name] = int(hit.sum())
                 left &= ~hit
-            camp_kw_fail = np.ones(n, dtype=bool)  # a campaign fails the keyword test if all its rows do
+            camp_kw_fail = np.ones(
+                len(self._states), dtype=bool
+            )  # a campaign fails the keyword test if all its rows do
             np.logical_and.at(camp_kw_fail, self._row_camp, row_kw_fail)
             hit = camp_kw_fail & left
             excluded["keyword"] = int(hit.sum())
             left &= ~hit
-            camp_any_ok = np.zeros(n, dtype=bool)
+            camp_any_ok = np.zeros(len(self._states), dtype=bool)
             np.logical_or.at(camp_any_ok, self._row_camp, row_ok)
             excluded["relevance"] = int((left & ~camp_any_ok).sum())
             considered = int(camp_any_ok.sum())
 
-            clearing = self._market.clear(x, reserve=float(reserve_micros), eligible=row_ok)
-            w = int(clearing.winner[0])
-            if w < 0:
-                return Outcome(
-                    False, None, 0, None, None, None, considered, n, excluded, considered > 0, point_kind, keyword
-                )
-            camp = self._camps[self._order[int(self._row_camp[w])]]
-            payment = float(clearing.payment[0])
-            # The kernel's payment lies in [reserve, winner's value] and the value is <= the bid, so its
-            # floor lies in [reserve, bid] for an integer reserve; min() guards float rounding at the top.
-            price = min(int(math.floor(payment)), camp.bid_micros)
-            r = int(clearing.runner_up[0])
+            # Clear outside the lock (NumPy releases the GIL, so auctions clear in parallel): the prepared
+            # market is never mutated (a rebuild makes a new one), and the mask is this call's own.
+            market, row_camp, states = self._market, self._row_camp, self._states
+        clearing = market.clear(x, reserve=float(reserve_micros), eligible=row_ok)
+        w = int(clearing.winner[0])
+        if w < 0:
             return Outcome(
-                filled=True,
-                campaign=camp,
-                price_micros=price,
-                score=float(clearing.score[0]),
-                value_micros=float(clearing.value[0]),
-                runner_up_score=float(clearing.runner_up_score[0]) if r >= 0 else None,
-                considered=considered,
-                total=n,
-                excluded=excluded,
-                below_reserve=False,
-                point=point_kind,
-                keyword=keyword,
+                False, None, 0, None, None, None, considered, n, excluded, considered > 0, point_kind, keyword
             )
+        camp = states[int(row_camp[w])]
+        payment = float(clearing.payment[0])
+        # The kernel's payment lies in [reserve, winner's value] and the value is <= the bid, so its
+        # floor lies in [reserve, bid] for an integer reserve; min() guards float rounding at the top.
+        price = min(int(math.floor(payment)), camp.bid_micros)
+        r = int(clearing.runner_up[0])
+        return Outcome(
+            filled=True,
+            campaign=camp,
+            price_micros=price,
+            score=float(clearing.score[0]),
+            value_micros=float(clearing.value[0]),
+            runner_up_score=float(clearing.runner_up_score[0]) if r >= 0 else None,
+            considered=considered,
+            total=n,
+            excluded=excluded,
+            below_reserve=False,
+            point=point_kind,
+            keyword=keyword,
+        )
