@@ -292,7 +292,12 @@ def main() -> None:
             "server_ready_seconds": round(start_s, 2),
             "phases": [emb, txt, bill],
             "ledger_balanced": check["balanced"],
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+            "machine": {
+                "cpus": os.cpu_count(),
+                "load_average_1m_at_end": round(os.getloadavg()[0], 2),
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+            },
             "notes": "client and server share this machine's cores; latencies are end to end over loopback HTTP",
         }
         print(json.dumps(result, indent=2))

@@ -7,7 +7,10 @@ from sqlalchemy import create_engine
 
 from adspace.exchange.models import Base
 
-config = context.config
+try:
+    config = context.config
+except AttributeError:  # imported outside an Alembic command (e.g. by doctest collection): nothing to run
+    config = None
 target_metadata = Base.metadata
 
 
@@ -25,4 +28,5 @@ def run() -> None:
             context.run_migrations()
 
 
-run()
+if config is not None:
+    run()
