@@ -50,6 +50,11 @@ def world(server, rng):
 def test_market_map_matches_the_real_auction(world, rng):
     pub, specs = world["P"], world["specs"]
     admin = pub.__class__(pub.base, ADMIN_KEY)
+    # Two campaigns that cannot compete, for the reasons the exchange gives (its explain must agree).
+    b = world["B"]
+    for name, kw in (("beta-paused", {"status": "paused"}), ("beta-poor", {"budget": 10})):
+        body = campaign_body(near(rng, world["home"], 0.1), sigma=0.15, bid=9_000_000, name=name, **kw)
+        b.ok("POST", "/v1/campaigns", 201, json=body)
     for _ in range(5):
         x = near(rng, world["home"], 0.08)
         body = {"embedding": x, "tau": 0.5}
@@ -76,6 +81,12 @@ def test_market_map_matches_the_real_auction(world, rng):
         a = run["auction"]
         assert a["filled"] and a["ad"]["campaign_id"] == specs[w]["id"] and a["price_micros"] == o["price_micros"]
         assert run["outcome"]["price_micros"] == a["price_micros"]
+        # The map's reasons for leaving campaigns out are the exchange's own (same counts as its explain).
+        theirs = {k: v for k, v in a["explain"]["excluded"].items() if v}
+        assert run["outcome"]["excluded"] == theirs and theirs.get("paused", 0) >= 1 and theirs.get("budget", 0) >= 1
+        assert run["outcome"]["considered"] == a["explain"]["considered"]
+        reasons = {r["name"]: r["reason"] for r in m["campaigns"]}
+        assert reasons["beta-paused"] == "paused" and reasons["beta-poor"] == "budget"
         got = pub.ok("GET", f"/v1/auctions/{a['auction_id']}")
         assert got["status"] == "held" and got["price_micros"] == a["price_micros"]
 
