@@ -117,3 +117,19 @@ def test_docs_example_a_missed_winner_makes_misreporting_profitable():
     # Certified approximate clearing gives the exact outcome to the truthful report.
     am = ApproxMarket(c, s, b, kind="ivf", k=2, nlist=1, nprobe=1, cells=2)
     assert_same(am.clear(x), exact)
+
+
+def test_audit_against_exact_on_a_sample():
+    x, c, s, b = clustered(2000, 8, 100, seed=6)
+    full = ApproxMarket(c, s, b, kind="ivf", k=2000, nlist=4, nprobe=4)
+    assert full.audit(x, sample=40) == {
+        "queries": 40,
+        "share_exact_winner": 1.0,
+        "share_exact_price": 1.0,
+        "welfare_loss": 0.0,
+    }
+    poor = ApproxMarket(c, s, b, kind="hnsw", k=2, hnsw_m=4, ef_search=2, ef_construction=8)
+    rep = poor.audit(x, sample=100)
+    got = poor.clear(x, certify=False)
+    exact = clear(x, c, s, b)
+    assert rep["share_exact_winner"] == (got.winner == exact.winner).mean()

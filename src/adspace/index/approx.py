@@ -276,6 +276,27 @@ class ApproxMarket:
         )
         return Clearing(**{f: np.concatenate([getattr(p, f) for p in parts]) for f in fields})
 
+    def audit(self, queries: ArrayLike, *, sample: int = 64, reserve: float = 0.0, seed: int = 0) -> dict[str, float]:
+        """Compare the uncertified answer with exact clearing on a random sample of ``queries``.
+
+        Returns the sample size and the shares with the exact winner and with the exact price (bit for
+        bit), and the welfare loss (1 − approximate / exact sum of winners' reported values): the
+        numbers to watch before an approximate answer is used anywhere money moves.
+        """
+        x = as_float_array(queries, "queries", ndim=(1, 2)).reshape(-1, self.d)
+        rng = np.random.default_rng(seed)
+        idx = np.sort(rng.choice(x.shape[0], size=min(int(sample), x.shape[0]), replace=False))
+        approx = self.clear(x[idx], reserve=reserve, certify=False)
+        exact = self.market.clear(x[idx], reserve=reserve)
+        same = approx.winner == exact.winner
+        total = float(exact.value.sum())
+        return {
+            "queries": int(idx.size),
+            "share_exact_winner": float(same.mean()) if idx.size else 1.0,
+            "share_exact_price": float((same & (approx.payment == exact.payment)).mean()) if idx.size else 1.0,
+            "welfare_loss": 1.0 - float(approx.value.sum()) / total if total > 0 else 0.0,
+        }
+
     def _clear_chunk(self, x, elig, reserve: float, certify: bool) -> tuple[Clearing, ApproxStats]:
         nq = x.shape[0]
         ids = self.candidates(x)
