@@ -113,3 +113,40 @@ def test_in_place_changes_do_not_rebuild_and_are_seen():
     assert run().price_micros == 0 and m.rebuilds == rebuilds + 1
     m.upsert(state(0, center=np.zeros(1), bid=5))
     assert run().price_micros == 5
+
+
+def test_concurrent_auctions_cleared_in_batches_match_clearing_alone():
+    """Batching concurrent auctions changes nothing: each outcome equals clearing that auction alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(7)
+    d, n = 16, 300
+    centers = rng.normal(size=(n, d))
+    sigmas = rng.uniform(0.5, 2.0, n)
+    bids = rng.integers(1_000, 5_000_000, n)
+    m = LiveMarket(d)
+    for i in range(n):
+        budget = 10**12 if i % 7 else 0  # some campaigns out of budget: per-query masks differ by reserve too
+        m.upsert(state(i, center=centers[i], sigma=float(sigmas[i]), bid=int(bids[i]), budget_micros=budget))
+    queries = centers[rng.integers(0, n, 400)] + rng.normal(size=(400, d)) * 0.3
+    reserves = rng.choice([0, 10_000, 2_000_000], 400)
+    taus = rng.choice([None, 5.0], 400)
+
+    def one(i):
+        tau = None if taus[i] is None else float(taus[i])
+        return m.run(queries[i], keywords=None, reserve_micros=int(reserves[i]), tau=tau, now=NOW)
+
+    with ThreadPoolExecutor(8) as pool:
+        outs = list(pool.map(one, range(400)))
+    assert m.batched_queries == 400 and m.batches <= 400
+    alive = np.array([i % 7 != 0 for i in range(n)])
+    for i, out in enumerate(outs):
+        elig = alive.copy()
+        if taus[i] is not None:
+            elig &= ((centers - queries[i]) ** 2).sum(axis=1) <= taus[i]
+        ref = clear(queries[i], centers, sigmas, bids.astype(float), reserve=float(reserves[i]), eligible=elig)
+        w = int(ref.winner[0])
+        assert out.filled == (w >= 0)
+        if w >= 0:
+            assert out.campaign.id == f"c{w}"
+            assert out.price_micros == min(int(np.floor(ref.payment[0])), int(bids[w]))

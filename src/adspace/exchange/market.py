@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import math
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 
 import numpy as np
 
-from adspace.mechanisms.vcg import Market
+from adspace.mechanisms.vcg import Clearing, Market
 
 __all__ = ["CampaignState", "LiveMarket", "Outcome", "EXCLUSION_REASONS"]
 
@@ -98,6 +98,74 @@ def _day_number(day: str | None) -> int:
     return 0 if not day else date.fromisoformat(day).toordinal()
 
 
+class _Job:
+    __slots__ = ("market", "x", "reserve", "mask", "result", "error", "done")
+
+    def __init__(self, market: Market, x: np.ndarray, reserve: float, mask: np.ndarray):
+        self.market, self.x, self.reserve, self.mask = market, x, reserve, mask
+        self.result: Clearing | None = None
+        self.error: BaseException | None = None
+        self.done = False
+
+
+class _Batcher:
+    """Clears concurrent auctions together: one :meth:`Market.clear` call for the queries that arrive
+    while the previous batch is being cleared (no added delay; a lone request is a batch of one).
+
+    One query costs a pass over the whole prepared market (memory-bound); a batch of ``Q`` queries
+    shares that pass. Queries are grouped by market and reserve (``clear`` takes one reserve); each
+    keeps its own eligibility mask, so every outcome is exactly what clearing it alone would give.
+    """
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._pending: list[_Job] = []
+        self._busy = False
+        self.batches = 0
+        self.queries = 0
+
+    def clear(self, market: Market, x: np.ndarray, reserve: float, mask: np.ndarray) -> Clearing:
+        job = _Job(market, x, reserve, mask)
+        with self._cond:
+            self._pending.append(job)
+            while not job.done:
+                if self._busy:
+                    self._cond.wait()
+                    continue
+                self._busy = True
+                batch, self._pending = self._pending, []
+                self._cond.release()
+                try:
+                    self._run(batch)
+                finally:
+                    self._cond.acquire()
+                    self._busy = False
+                    self._cond.notify_all()
+        if job.error is not None:
+            raise job.error
+        return job.result
+
+    def _run(self, batch: list[_Job]) -> None:
+        groups: dict[tuple[int, float], list[_Job]] = {}
+        for job in batch:
+            groups.setdefault((id(job.market), job.reserve), []).append(job)
+        for jobs in groups.values():
+            try:
+                xs = np.vstack([j.x for j in jobs])
+                masks = np.vstack([j.mask for j in jobs])
+                out = jobs[0].market.clear(xs, reserve=jobs[0].reserve, eligible=masks)
+                for i, j in enumerate(jobs):
+                    j.result = Clearing(**{f.name: getattr(out, f.name)[i : i + 1] for f in fields(Clearing)})
+            except BaseException as exc:  # noqa: BLE001 - handed to every waiting request
+                for j in jobs:
+                    j.error = exc
+            finally:
+                for j in jobs:
+                    j.done = True
+            self.batches += 1
+            self.queries += len(jobs)
+
+
 class LiveMarket:
     """Campaign arrays for clearing, kept in step with the database by the service layer."""
 
@@ -117,6 +185,7 @@ class LiveMarket:
         self._arr: dict[str, np.ndarray] = {}
         self._states: list[CampaignState] = []
         self._removed = 0
+        self._batcher = _Batcher()
         self.rebuilds = 0
 
     # -- keeping in step -----------------------------------------------------------------------------
@@ -194,6 +263,15 @@ class LiveMarket:
 
     def __len__(self) -> int:
         return len(self._camps)
+
+    @property
+    def batches(self) -> int:
+        """How many kernel calls cleared auctions (each may hold several concurrent auctions)."""
+        return self._batcher.batches
+
+    @property
+    def batched_queries(self) -> int:
+        return self._batcher.queries
 
     def _ensure(self) -> None:
         if not self._dirty:
@@ -333,7 +411,7 @@ class LiveMarket:
             # Clear outside the lock (NumPy releases the GIL, so auctions clear in parallel): the prepared
             # market is never mutated (a rebuild makes a new one), and the mask is this call's own.
             market, row_camp, states = self._market, self._row_camp, self._states
-        clearing = market.clear(x, reserve=float(reserve_micros), eligible=row_ok)
+        clearing = self._batcher.clear(market, x, float(reserve_micros), row_ok)
         w = int(clearing.winner[0])
         if w < 0:
             return Outcome(

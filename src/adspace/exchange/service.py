@@ -937,6 +937,8 @@ class Exchange:
         return {
             "campaigns": len(self.market),
             "market_rebuilds": self.market.rebuilds,
+            "clearing_batches": self.market.batches,
+            "clearing_queries": self.market.batched_queries,
             "auctions": t["auctions"],
             "seconds": {k: t[k] for k in ("total", "embed", "clear", "db")},
             "embedding_cache": None if emb is None else {"hits": emb.hits, "misses": emb.misses},
