@@ -11,6 +11,7 @@ PostgreSQL database (``ADSPACE_TEST_DATABASE_URL``; the test fails, not skips, w
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -33,6 +34,16 @@ def pair(tmp_path_factory):
     a.stop()
     b.stop()
     db.close()
+
+
+@contextlib.contextmanager
+def connect(db):
+    engine = db.engine()
+    try:
+        with engine.connect() as conn:
+            yield conn
+    finally:
+        engine.dispose()
 
 
 def auction(pub, x, **kw):
@@ -121,31 +132,37 @@ def test_budget_never_overspent_across_processes(pair):
     x = rand_unit(rng)
     bid, budget = 1_000_000, 5_000_000
     # A twin (same report, created later, so it loses ties) sets the price to the full bid.
+    before = [known(p) for p in pubs]
     cmp = adv.ok("POST", "/v1/campaigns", 201, json=campaign_body(x, sigma=0.5, bid=bid, budget=budget, name="b"))
     other.ok("POST", "/v1/campaigns", 201, json=campaign_body(x, sigma=0.5, bid=bid, name="twin"))
-    wait_until(lambda: known(pubs[0]) == known(pubs[1]))
+    wait_until(lambda: [known(p) for p in pubs] == [k + 2 for k in before])  # both processes hold both
     won: list[tuple[int, str]] = []
+    errors: list[BaseException] = []
     lock = threading.Lock()
 
     def hammer(i: int) -> None:
         p = pubs[i % 2]
-        for _ in range(10):
-            r = p.post("/v1/auctions", json={"embedding": x})
-            assert r.status_code == 200, r.text
-            if winner(r.json()) == cmp["id"]:
-                assert r.json()["price_micros"] == bid
-                with lock:
-                    won.append((i % 2, r.json()["auction_id"]))
+        try:
+            for _ in range(10):
+                r = p.post("/v1/auctions", json={"embedding": x})
+                assert r.status_code == 200, r.text
+                if winner(r.json()) == cmp["id"]:
+                    assert r.json()["price_micros"] == bid, r.json()["explain"]  # the twin sets the price
+                    with lock:
+                        won.append((i % 2, r.json()["auction_id"]))
+        except BaseException as exc:  # reported below: a thread's failure must fail the test
+            errors.append(exc)
 
     threads = [threading.Thread(target=hammer, args=(i,)) for i in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    assert not errors, errors[0]
     assert len(won) == budget // bid  # the budget was used up exactly, never beyond
     for side, auction_id in won:
         pubs[side].ok("POST", f"/v1/auctions/{auction_id}/billing")
-    with db.engine().connect() as conn:
+    with connect(db) as conn:
         spent, held = conn.execute(
             text("SELECT spent_micros, held_micros FROM campaigns WHERE id = :i"), {"i": cmp["id"]}
         ).one()
@@ -175,9 +192,8 @@ def test_billing_notice_to_either_process_charges_once(pair):
     def bill(p) -> None:
         for _ in range(5):
             r = p.post(f"/v1/auctions/{out['auction_id']}/billing")
-            assert r.status_code == 200, r.text
             with lock:
-                results.append(r.json())
+                results.append(r.json() if r.status_code == 200 else {"status": r.status_code, "text": r.text})
 
     threads = [threading.Thread(target=bill, args=(p,)) for p in (pub_a, pub_b, pub_a, pub_b)]
     for t in threads:
@@ -185,8 +201,9 @@ def test_billing_notice_to_either_process_charges_once(pair):
     for t in threads:
         t.join()
     assert len(results) == 20
+    assert all("transaction_id" in r for r in results), results
     assert len({r["transaction_id"] for r in results}) == 1
-    with db.engine().connect() as conn:
+    with connect(db) as conn:
         charges = conn.execute(
             text("SELECT count(*) FROM ledger_transactions WHERE auction_id = :a AND kind = 'charge'"),
             {"a": out["auction_id"]},
