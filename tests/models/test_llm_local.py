@@ -122,3 +122,21 @@ def test_sample_validation_names_the_argument(model, kwargs, match):
 def test_score_validation(model):
     with pytest.raises(ValueError, match="replies: must pair one-to-one"):
         model.score(PROMPTS, ["a"])
+
+
+def test_prompt_cache_gives_the_same_scores(model):
+    """Scoring with the prompt's key/value cache reused equals scoring every pair whole."""
+    out = model.sample(PROMPTS, 3, max_new_tokens=6, temperature=0.8, top_p=0.95, seed=2)
+    flat = [r for row in out for r in row] + ["Use butter.", "No."]
+    pairs = [PROMPTS[0]] * 3 + [PROMPTS[1]] * 3 + [PROMPTS[0], PROMPTS[1]]
+    model.prompt_cache = True
+    cached = model.score(pairs, flat)
+    cached_t = model.score(pairs, flat, temperature=0.8, top_p=0.95)
+    model.prompt_cache = False
+    try:
+        whole = model.score(pairs, flat)
+        whole_t = model.score(pairs, flat, temperature=0.8, top_p=0.95)
+    finally:
+        model.prompt_cache = True
+    assert np.allclose(cached, whole, atol=2e-3)
+    assert np.allclose(cached_t, whole_t, atol=2e-3)

@@ -71,7 +71,7 @@ def test_mosaic_adapter_matches_the_kernel():
     want = mosaic.payments(a.rewards, a.log_ref, a.log_gen, 1.0)
     assert [out.payments[x.name] for x in ADVS[:2]] == pytest.approx(want.tolist())
     assert out.reply in a.texts and out.ad_slot is None
-    assert set(out.metrics["timing"]) == {"generation", "scoring", "mechanism"}
+    assert {"generation", "scoring", "mechanism"} <= set(out.metrics["timing"])
 
 
 def test_compare_runs_every_mechanism_on_the_same_inputs():

@@ -90,7 +90,7 @@ def test_text_auction_rewards_and_importance_weights():
         assert np.allclose(a.log_gen, tempered)  # the distribution actually sampled from
         if replies is not None:
             assert [r.text for r in replies] == a.texts
-        assert set(a.timing) == {"generation", "scoring"}
+        assert set(a.timing) == {"generation", "scoring", "generation_cpu", "scoring_cpu"}
 
 
 def _split(text):

@@ -198,7 +198,9 @@ class TextAuction:
     """Candidates and everything the mechanism needs, for one instance, version and seed.
 
     ``rewards`` is (n, M_max), ``log_ref``, ``log_gen`` (M_max,). ``timing`` holds seconds spent in
-    ``generation`` and ``scoring`` (the mechanism's time is added by the evaluation).
+    ``generation`` and ``scoring`` (wall clock) and ``generation_cpu``, ``scoring_cpu`` (this process's
+    CPU seconds: on a shared machine they estimate the wall time on an idle one); the mechanism's time
+    is added by the evaluation.
     """
 
     method: str
@@ -239,14 +241,15 @@ def run_text_auction(
                 reference_prompt(inst.query) if meth == "baseline" else context_prompt(inst.query, inst.advertisers)
             )
             keys.append((k, meth))
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     samples = llm.sample(gen_prompts, m, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed)
-    t_gen = time.perf_counter() - t0
+    t_gen, c_gen = time.perf_counter() - t0, time.process_time() - c0
 
     # scoring: one batched call per version (so each version's scoring time is measured on its own)
     n_adv = {k: len(inst.advertisers) for k, inst in enumerate(instances)}
     logp = {row: np.full((1 + n_adv[k], m), np.nan) for row, (k, _) in enumerate(keys)}
     t_score_by: dict[str, float] = {}
+    c_score_by: dict[str, float] = {}
     for meth in methods:
         pairs_p: list[list[Message]] = []
         pairs_r: list[Reply] = []
@@ -263,9 +266,9 @@ def run_text_auction(
                     pairs_p.append(prompt)
                     pairs_r.append(rep)
                     slots.append((row, s, j))
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         scores = llm.score(pairs_p, pairs_r) if pairs_p else np.zeros(0)
-        t_score_by[meth] = time.perf_counter() - t0
+        t_score_by[meth], c_score_by[meth] = time.perf_counter() - t0, time.process_time() - c0
         for (row, s, j), v in zip(slots, scores, strict=True):
             logp[row][s, j] = v
 
@@ -284,7 +287,12 @@ def run_text_auction(
             rewards=lp[1:] - log_ref,
             log_ref=log_ref,
             log_gen=np.array([rep.logprob for rep in samples[row]]),
-            timing={"generation": t_gen * per / len(methods), "scoring": t_score_by[meth] * per},
+            timing={
+                "generation": t_gen * per / len(methods),
+                "scoring": t_score_by[meth] * per,
+                "generation_cpu": c_gen * per / len(methods),
+                "scoring_cpu": c_score_by[meth] * per,
+            },
         )
     return out
 
@@ -313,15 +321,16 @@ def evaluate_instance(
     res: dict[str, Any] = {"query_id": inst.query_id, "non_participation_reward": non_part, "methods": {}}
     for meth, a in auctions.items():
         per_m = {}
-        t_mech = 0.0
+        t_mech = c_mech = 0.0
         for m in ms:
             r, ref, gen = a.rewards[:, :m], a.log_ref[:m], a.log_gen[:m]
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             pi = mosaic.allocate(r, ref, gen, tau)
             pay = mosaic.payments(r, ref, gen, tau, offset=True)
             pay0 = mosaic.payments(r, ref, gen, tau, offset=False)
             idx = int(rng.choice(m, p=pi))
             t_mech += time.perf_counter() - t0
+            c_mech += time.process_time() - c0
             exp_reward = r @ pi
             target = ref + r.sum(axis=0) / tau  # log π_r + log Z
             norm_reward = exp_reward - non_part_arr
@@ -343,7 +352,7 @@ def evaluate_instance(
             "per_m": per_m,
             "proxy_logprob_ref": float(np.mean(a.log_ref)) if meth == "baseline" else None,
             "mention_rate": [float(np.mean([_mentions(t, adv.name) for t in a.texts])) for adv in inst.advertisers],
-            "timing": dict(a.timing, mechanism=t_mech),
+            "timing": dict(a.timing, mechanism=t_mech, mechanism_cpu=c_mech),
             "example_reply": a.texts[int(np.argmax(mosaic.allocate(a.rewards, a.log_ref, a.log_gen, tau)))],
         }
     return res
@@ -393,21 +402,28 @@ def summarize(records: Sequence[dict[str, Any]], ms: Sequence[int]) -> dict[str,
         if meth == "baseline":
             s["proxy_logprob_ref"] = _mean_ci([row["proxy_logprob_ref"] for row in rows])
         s["mention_rate"] = _mean_ci([v for row in rows for v in row["mention_rate"]])
-        tg = np.array([row["timing"]["generation"] for row in rows])
-        ts = np.array([row["timing"]["scoring"] for row in rows])
-        tm = np.array([row["timing"]["mechanism"] for row in rows])
-        total = tg.sum() + ts.sum() + tm.sum()
-        s["timing_seconds_per_auction"] = {
-            "generation": float(tg.mean()),
-            "scoring": float(ts.mean()),
-            "mechanism": float(tm.mean()),
-            "share_generation": float(tg.sum() / total) if total else float("nan"),
-            "share_scoring": float(ts.sum() / total) if total else float("nan"),
-            "share_mechanism": float(tm.sum() / total) if total else float("nan"),
-            "overhead_over_generation": float((ts.sum() + tm.sum()) / tg.sum()) if tg.sum() else float("nan"),
-        }
+        s["timing_seconds_per_auction"] = _timing(rows, "")
+        if all("generation_cpu" in row["timing"] for row in rows):
+            s["timing_cpu_seconds_per_auction"] = _timing(rows, "_cpu")
         out[meth] = s
     return out
+
+
+def _timing(rows: Sequence[dict[str, Any]], suffix: str) -> dict[str, float]:
+    """Mean seconds per auction in each phase (for the largest M) and each phase's share."""
+    tg = np.array([row["timing"]["generation" + suffix] for row in rows])
+    ts = np.array([row["timing"]["scoring" + suffix] for row in rows])
+    tm = np.array([row["timing"]["mechanism" + suffix] for row in rows])
+    total = tg.sum() + ts.sum() + tm.sum()
+    return {
+        "generation": float(tg.mean()),
+        "scoring": float(ts.mean()),
+        "mechanism": float(tm.mean()),
+        "share_generation": float(tg.sum() / total) if total else float("nan"),
+        "share_scoring": float(ts.sum() / total) if total else float("nan"),
+        "share_mechanism": float(tm.sum() / total) if total else float("nan"),
+        "overhead_over_generation": float((ts.sum() + tm.sum()) / tg.sum()) if tg.sum() else float("nan"),
+    }
 
 
 # --------------------------------------------------------------------------------------------------

@@ -116,4 +116,10 @@ def mosaic_experiment(
             f"{meth}: per auction (M = {max(cfg.ms)}) generation {t['generation']:.2f}s, scoring {t['scoring']:.2f}s, "
             f"mechanism {t['mechanism'] * 1e3:.2f}ms; scoring+mechanism = {t['overhead_over_generation']:.0%} of generation"
         )
+        c = s.get("timing_cpu_seconds_per_auction")
+        if c:
+            console.print(
+                f"{meth}: CPU seconds per auction: generation {c['generation']:.2f}, scoring {c['scoring']:.2f}, "
+                f"mechanism {c['mechanism'] * 1e3:.2f}ms (wall on a shared machine overstates these)"
+            )
     console.print(f"wall {res['wall_seconds']:.0f}s; results and figures in {out}")
