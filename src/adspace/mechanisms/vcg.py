@@ -245,26 +245,34 @@ class Market:
         """
         n, d = self.n, self.d
         self._origin = self.centers.mean(axis=0) if n else np.zeros(d)
-        shifted = self.centers - self._origin
-        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-            inv = 1.0 / (self.sigmas * self.sigmas)
-            c2 = np.einsum("ij,ij->i", shifted, shifted)
-            logb = np.log(self.bids)
-            lift = np.empty((n, d + 5), dtype=np.float64)
-            lift[:, :d] = (2.0 * inv)[:, None] * shifted
-            lift[:, d] = -inv
-            lift[:, d + 1] = logb - inv * c2
-            amax = np.abs(lift[:, : d + 2]).max(axis=1) if n else np.zeros(0)
-            # Advertisers whose lift is not safely representable in float32 are always re-scored exactly.
-            self._always = ~(amax <= _F32_SAFE)
-            # Error-bound columns: E_ij = s_i * alpha_j + t_j + w_i (see _query_rows).
-            self._g = 2.0 * (_gamma(d + 5, _U32) + 3 * _U32 + _gamma(2 * d + 16, _U64))
-            self._tiny = 2.0 * (d + 5) * 2.0**-147
-            lift[:, d + 2] = inv
-            lift[:, d + 3] = self._g * (2.0 * c2 * inv + np.abs(logb)) + self._tiny * (1.0 + amax)
-            lift[:, d + 4] = 1.0
-        lift[self._always] = 0.0
-        self._lift32 = np.ascontiguousarray(lift, dtype=np.float32)
+        self._g = 2.0 * (_gamma(d + 5, _U32) + 3 * _U32 + _gamma(2 * d + 16, _U64))
+        self._tiny = 2.0 * (d + 5) * 2.0**-147
+        self._lift32 = np.empty((n, d + 5), dtype=np.float32)
+        self._always = np.zeros(n, dtype=bool)
+        # Built in blocks of rows so that the float64 scratch stays small (a million campaigns at
+        # d = 384 would otherwise need several GiB of temporaries on top of the result).
+        block = max(1, (32 << 20) // (8 * (d + 5)))
+        for lo in range(0, n, block):
+            hi = min(n, lo + block)
+            shifted = self.centers[lo:hi] - self._origin
+            with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+                inv = 1.0 / (self.sigmas[lo:hi] * self.sigmas[lo:hi])
+                c2 = np.einsum("ij,ij->i", shifted, shifted)
+                logb = np.log(self.bids[lo:hi])
+                lift = np.empty((hi - lo, d + 5), dtype=np.float64)
+                np.multiply((2.0 * inv)[:, None], shifted, out=lift[:, :d])
+                lift[:, d] = -inv
+                lift[:, d + 1] = logb - inv * c2
+                amax = np.abs(lift[:, : d + 2]).max(axis=1)
+                # Advertisers whose lift is not safely representable in float32 are always re-scored exactly.
+                always = ~(amax <= _F32_SAFE)
+                # Error-bound columns: E_ij = s_i * alpha_j + t_j + w_i (see _query_rows).
+                lift[:, d + 2] = inv
+                lift[:, d + 3] = self._g * (2.0 * c2 * inv + np.abs(logb)) + self._tiny * (1.0 + amax)
+                lift[:, d + 4] = 1.0
+            lift[always] = 0.0
+            self._always[lo:hi] = always
+            self._lift32[lo:hi] = lift
 
     def __len__(self) -> int:
         return self.n
