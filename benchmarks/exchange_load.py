@@ -178,6 +178,11 @@ def shares(before: dict, after: dict) -> dict:
         "share_clearing": round(d["clear"] / total, 3),
         "share_database": round(d["db"] / total, 3),
         "share_other": round(max(0.0, 1 - (d["embed"] + d["clear"] + d["db"]) / total), 3),
+        "auctions_per_kernel_call": round(
+            (after["clearing_queries"] - before["clearing_queries"])
+            / max(1, after["clearing_batches"] - before["clearing_batches"]),
+            2,
+        ),
     }
 
 
@@ -190,14 +195,21 @@ def main() -> None:
     ap.add_argument("--billing", type=int, default=1000)
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--max-seconds", type=float, default=120.0, help="cap per phase")
-    ap.add_argument("--database-url", default=None, help="default: a fresh SQLite file in a temporary directory")
+    ap.add_argument(
+        "--database-url",
+        default=None,
+        help="default: a fresh SQLite file in a temporary directory; for postgresql://..., a fresh database "
+        "is created on that server (and dropped at the end)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     args = ap.parse_args()
 
     rng = np.random.default_rng(args.seed)
     tmp = Path(tempfile.mkdtemp(prefix="adspace-load-"))
-    url = args.database_url or f"sqlite:///{tmp / 'load.db'}"
+    url, drop = args.database_url or f"sqlite:///{tmp / 'load.db'}", None
+    if url.startswith(("postgres://", "postgresql")):
+        url, drop = fresh_postgres_database(url)
     admin_key = "adsk_adm_" + secrets.token_urlsafe(32)
     t0 = time.perf_counter()
     pub_key, centers = seed(url, admin_key, args.campaigns, rng)
@@ -310,6 +322,28 @@ def main() -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+        if drop:
+            drop()
+
+
+def fresh_postgres_database(url: str):
+    """Create an empty database on the server of ``url``; returns its URL and a function dropping it."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    from adspace.exchange.config import normalize_database_url
+
+    base = make_url(normalize_database_url(url))
+    conninfo = base.set(drivername="postgresql").render_as_string(hide_password=False)
+    name = f"adspace_load_{secrets.token_hex(4)}"
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+    def drop():
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return base.set(database=name).render_as_string(hide_password=False), drop
 
 
 if __name__ == "__main__":

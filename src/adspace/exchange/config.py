@@ -80,6 +80,8 @@ class Settings:
     default_reserve_micros: int = 0
     #: Load the embedding model at start (in the background) instead of at the first text request.
     preload_model: bool = True
+    #: SQLite commit durability: FULL (power-loss safe) or NORMAL (process-crash safe, faster).
+    sqlite_synchronous: str = "FULL"
     #: Base URL written into OpenRTB notice URLs (nurl/burl/lurl).
     public_url: str = "http://127.0.0.1:8000"
     extra: dict = field(default_factory=dict)
@@ -98,6 +100,7 @@ class Settings:
             default_reserve_micros=_int("ADSPACE_DEFAULT_RESERVE_MICROS", 0, lo=0),
             preload_model=_bool("ADSPACE_PRELOAD_MODEL", True),
             public_url=(os.environ.get("ADSPACE_PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/"),
+            sqlite_synchronous=(os.environ.get("ADSPACE_SQLITE_SYNCHRONOUS") or "FULL").strip().upper(),
         )
 
     def with_overrides(self, **kwargs) -> Settings:

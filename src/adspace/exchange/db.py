@@ -17,12 +17,16 @@ __all__ = ["make_engine", "make_sessionmaker", "run_migrations"]
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
-def make_engine(url: str, *, immediate: bool = True) -> Engine:
+def make_engine(url: str, *, immediate: bool = True, sqlite_synchronous: str = "FULL") -> Engine:
     """An engine for ``url`` (``sqlite:///file`` or ``postgresql+psycopg://...``).
 
     For SQLite, ``immediate=False`` gives an engine for read-only sessions: its transactions begin
     deferred, so in WAL mode they read a snapshot and never wait for the writer.
+    ``sqlite_synchronous``: ``FULL`` (default) makes every commit durable, power loss included;
+    ``NORMAL`` survives a killed process but may lose the last commits on power loss.
     """
+    if sqlite_synchronous not in ("FULL", "NORMAL"):
+        raise ValueError(f"sqlite_synchronous: must be FULL or NORMAL, got {sqlite_synchronous!r}")
     if url.startswith("sqlite"):
         engine = create_engine(
             url,
@@ -36,7 +40,7 @@ def make_engine(url: str, *, immediate: bool = True) -> Engine:
             dbapi_conn.isolation_level = None  # let SQLAlchemy's "begin" event emit BEGIN
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute(f"PRAGMA synchronous={sqlite_synchronous}")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=60000")
             cur.close()

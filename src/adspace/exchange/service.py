@@ -109,10 +109,12 @@ class Exchange:
 
     def __init__(self, settings: Settings, *, embedder=None):
         self.settings = settings
-        self.engine: Engine = make_engine(settings.database_url)
+        self.engine: Engine = make_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
         self.Session: sessionmaker[Session] = make_sessionmaker(self.engine)
         if self.engine.dialect.name == "sqlite":
-            self._read_engine = make_engine(settings.database_url, immediate=False)
+            self._read_engine = make_engine(
+                settings.database_url, immediate=False, sqlite_synchronous=settings.sqlite_synchronous
+            )
             self.ReadSession = make_sessionmaker(self._read_engine)
         else:
             self._read_engine, self.ReadSession = None, self.Session
