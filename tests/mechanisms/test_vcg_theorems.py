@@ -734,12 +734,8 @@ def test_score_at_center(c, sigma, b) -> None:
     assert out.winner[0] == 0 and out.score[0] == np.log(b) and out.value[0] == b and out.payment[0] == 0.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug (reported): for sigma < ~1.5e-162, sigma*sigma underflows to 0 and "
-    "0/0 makes the score at the center NaN; clear then fills nothing",
-)
 def test_score_at_center_tiny_sigma() -> None:
+    """score_at_center for σ so small that σ·σ underflows to 0 in float64 (σ < ~1.5e-162)."""
     c = np.zeros(2)
     assert score(c, c, 1e-170, 2.0) == np.log(2.0)
     out = clear(c, [c, c + 5.0], [1e-170, 1.0], [100.0, 1.0])

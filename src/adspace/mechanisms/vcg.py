@@ -73,14 +73,24 @@ def _sqdist(x: NDArray[np.float64], c: NDArray[np.float64]) -> NDArray[np.float6
     return np.einsum("...k,...k->...", diff, diff)
 
 
-def _score_from_sqdist(sqdist: ArrayLike, sigma: ArrayLike, bid: ArrayLike) -> NDArray[np.float64]:
+def _reach_scaled(sqdist: ArrayLike, sigma: ArrayLike) -> NDArray[np.float64]:
+    """``‖x − c‖²/σ²``. Where ``σ·σ`` underflows to 0 (σ < ~1.5e-162) it divides by σ twice, so the
+    distance at the center stays 0 (score ``log b`` for every σ > 0) and is ``+inf`` elsewhere."""
     sigma = np.asarray(sigma, dtype=np.float64)
-    return np.log(bid) - sqdist / (sigma * sigma)
+    sig2 = sigma * sigma
+    with np.errstate(over="ignore"):
+        out = np.asarray(sqdist / np.where(sig2 > 0, sig2, 1.0))
+        if np.any(sig2 == 0):
+            out = np.where(sig2 == 0, np.asarray(sqdist) / sigma / sigma, out)
+    return out
+
+
+def _score_from_sqdist(sqdist: ArrayLike, sigma: ArrayLike, bid: ArrayLike) -> NDArray[np.float64]:
+    return np.log(bid) - _reach_scaled(sqdist, sigma)
 
 
 def _value_from_sqdist(sqdist: ArrayLike, sigma: ArrayLike, bid: ArrayLike) -> NDArray[np.float64]:
-    sigma = np.asarray(sigma, dtype=np.float64)
-    return bid * np.exp(-(sqdist / (sigma * sigma)))
+    return bid * np.exp(-_reach_scaled(sqdist, sigma))
 
 
 def _check_report(x: Any, center: Any, sigma: Any, bid: Any, *, sigma_name: str = "sigma", bid_name: str = "bid"):
