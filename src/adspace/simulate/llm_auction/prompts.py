@@ -13,7 +13,14 @@ from collections.abc import Sequence
 
 from adspace.simulate.llm_auction.format import Ad
 
-__all__ = ["AD_WRITER_RULES", "USER_RULES", "ad_writer_messages", "format_candidates", "user_judge_messages"]
+__all__ = [
+    "AD_WRITER_RULES",
+    "AD_WRITER_RULES_SHORT",
+    "USER_RULES",
+    "ad_writer_messages",
+    "format_candidates",
+    "user_judge_messages",
+]
 
 AD_WRITER_RULES = """\
 You are an AI assistant that answers the user's question and may insert ads from a candidate list.
@@ -30,6 +37,13 @@ to make the ad natural and increase the probability of user clicks.
 4. Your role is an AI assistant, so the most important thing is to answer the user's question and ensure a \
 good user experience. Insert a suitable ad at the right time and in the right way, and keep the quality of \
 the whole answer. Do not include any thought process about the ad insertion in the answer."""
+
+#: The same rules condensed (about 70 tokens instead of 250), for CPU-scale runs where prompt length
+#: dominates the cost of sampling and of DPO.
+AD_WRITER_RULES_SHORT = """\
+Answer the user's question well. You may insert ads from the candidate list, none, one or more, \
+written exactly as "@Ad Title@[Ad ID]" (copy title and ID exactly; wrong ones are penalised). \
+A clicked ad earns its bid, but more ads hurt the user. Insert an ad only where it fits naturally."""
 
 USER_RULES = """\
 You are a user who asked an AI assistant a question. Simulate your reaction to its answer.
@@ -67,12 +81,18 @@ def format_candidates(ads: Sequence[Ad], bids: Sequence[float] | None = None) ->
     return "\n".join(lines)
 
 
-def ad_writer_messages(query: str, profile: str, ads: Sequence[Ad], bids: Sequence[float] | None) -> list[dict]:
-    """Chat messages for the ad-integrated reply: rules as system turn; profile, ads and query as user turn."""
+def ad_writer_messages(
+    query: str, profile: str, ads: Sequence[Ad], bids: Sequence[float] | None, *, short: bool = False
+) -> list[dict]:
+    """Chat messages for the ad-integrated reply: rules as system turn; profile, ads and query as user turn.
+
+    ``short=True`` uses :data:`AD_WRITER_RULES_SHORT` (same rules, condensed).
+    """
     if not query.strip():
         raise ValueError("query: must be non-empty text")
     user = f"User profile: {profile}\nCandidate ads:\n{format_candidates(ads, bids)}\n\nQuestion: {query}"
-    return [{"role": "system", "content": AD_WRITER_RULES}, {"role": "user", "content": user}]
+    rules = AD_WRITER_RULES_SHORT if short else AD_WRITER_RULES
+    return [{"role": "system", "content": rules}, {"role": "user", "content": user}]
 
 
 def user_judge_messages(query: str, profile: str, reply: str) -> list[dict]:
