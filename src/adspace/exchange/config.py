@@ -7,7 +7,7 @@ people change on the command line (``--database-url``, ``--host``, ``--port``).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 __all__ = ["Settings", "normalize_database_url", "DEFAULT_DATABASE_URL"]
 
@@ -84,7 +84,6 @@ class Settings:
     sqlite_synchronous: str = "FULL"
     #: Base URL written into OpenRTB notice URLs (nurl/burl/lurl).
     public_url: str = "http://127.0.0.1:8000"
-    extra: dict = field(default_factory=dict)
 
     @classmethod
     def from_env(cls) -> Settings:

@@ -30,6 +30,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from adspace.exchange.service import ServiceError, conversation_text
 from adspace.models.embedder import DIM, MODEL_NAME
 
 __all__ = ["AUCTION_TYPE", "RtbError", "parse_request", "native_adm", "bid", "response", "cpm_to_micros"]
@@ -150,7 +151,10 @@ def parse_request(req: Any) -> dict[str, Any]:
         for mi, m in enumerate(msgs):
             if not isinstance(m, dict) or not isinstance(m.get("content"), str):
                 raise RtbError(f"ext.adspace.messages[{mi}].content: must be a string")
-        text = "\n".join(m["content"] for m in msgs[-6:] if m["content"].strip())[-2000:]
+        try:
+            text = conversation_text([{"role": m.get("role", "user"), "content": m["content"]} for m in msgs])
+        except ServiceError as exc:
+            raise RtbError(f"ext.adspace.{exc.detail}") from None
     elif isinstance(ours.get("text"), str):
         text = ours["text"][-2000:]
     else:

@@ -255,7 +255,7 @@ class CampaignOut(BaseModel):
 
 
 class Message(_In):
-    role: Annotated[str, Field(min_length=1, max_length=32)]
+    role: Literal["user", "assistant", "system", "tool"]
     content: Annotated[str, Field(max_length=20_000)]
 
 

@@ -54,6 +54,10 @@ class ServiceError(Exception):
         self.detail = detail
 
 
+class Invalid(ServiceError):
+    status = 422
+
+
 class NotFound(ServiceError):
     status = 404
 
@@ -98,10 +102,16 @@ def _vec(b: bytes) -> np.ndarray:
     return np.frombuffer(b, dtype="<f8").astype(np.float64)
 
 
-def conversation_text(messages: list[schemas.Message]) -> str:
-    """The text embedded for a conversation: its last 6 messages' contents, at most 2,000 characters."""
-    text = "\n".join(m.content for m in messages[-6:] if m.content.strip())
-    return text[-2000:]
+def conversation_text(messages: list[dict[str, str]]) -> str:
+    """The text embedded for a conversation: :func:`adspace.market.conversation_text` (the project's one
+    definition: the last user turns, most recent first). Raises :class:`ServiceError` naming
+    ``messages`` when there is no user turn to auction."""
+    from adspace.market import conversation_text as _text
+
+    try:
+        return _text(messages)[-2000:]
+    except ValueError as exc:
+        raise Invalid(f"messages: {exc}".replace("messages: messages", "messages")) from None
 
 
 class Exchange:

@@ -20,7 +20,7 @@ def run_auction(body: schemas.AuctionRequest, ex: ExchangeDep, who: Publisher):
     The winner pays the Clarke pivot in whole micros (rounded down), never more than its bid and never
     less than `reserve_micros`. Its price is held against its budget until billed or expired.
     """
-    text = conversation_text(body.messages) if body.messages is not None else None
+    text = conversation_text([m.model_dump() for m in body.messages]) if body.messages is not None else None
     auction, out, camp = ex.run_auction(
         who,
         embedding=body.embedding,
