@@ -40,7 +40,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from adspace.index.shards import ShardTop2, merge
-from adspace.mechanisms._validate import as_float_array
+from adspace.mechanisms._validate import as_float_array, as_reserve
 from adspace.mechanisms.geometry import lift_advertisers_inner_product, lift_query_inner_product
 from adspace.mechanisms.vcg import Clearing, Market, reported_value, score
 
@@ -247,17 +247,9 @@ class ApproxMarket:
         only: approximate. :attr:`stats` tells what happened to each query. Queries are processed
         ``batch`` at a time so that memory stays bounded.
         """
-        x = as_float_array(queries, "queries", ndim=(1, 2))
-        if x.shape[-1] != self.d:
-            raise ValueError(f"queries: dimension {x.shape[-1]} does not match the centers' dimension {self.d}")
-        x = np.ascontiguousarray(x.reshape(-1, self.d))
+        x = self.market.check_queries(queries)
         nq = x.shape[0]
-        try:
-            reserve = float(reserve)
-        except (TypeError, ValueError):
-            raise ValueError(f"reserve: must be a number, got {reserve!r}") from None
-        if not np.isfinite(reserve) or reserve < 0:
-            raise ValueError(f"reserve: must be finite and >= 0, got {reserve!r}")
+        reserve = as_reserve(reserve)
         elig = self.market._check_eligible(eligible, nq)
         fields = list(Clearing.__dataclass_fields__)
         parts: list[Clearing] = []

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from adspace.mechanisms._validate import as_float_array
+from adspace.mechanisms._validate import as_float_array, as_reserve
 from adspace.mechanisms.vcg import Clearing, Market
 
 __all__ = ["ShardTop2", "ShardedMarket", "merge", "shard_top2", "split"]
@@ -95,12 +95,7 @@ def shard_top2(
 
 def merge(parts: Sequence[ShardTop2], *, reserve: float = 0.0) -> Clearing:
     """Merge shards' top 2 into the global :class:`Clearing` (identical to unsharded ``clear``)."""
-    try:
-        reserve = float(reserve)
-    except (TypeError, ValueError):
-        raise ValueError(f"reserve: must be a number, got {reserve!r}") from None
-    if not np.isfinite(reserve) or reserve < 0:
-        raise ValueError(f"reserve: must be finite and >= 0, got {reserve!r}")
+    reserve = as_reserve(reserve)
     if not parts:
         raise ValueError("parts: need at least one shard")
     nq = len(parts[0])

@@ -13,6 +13,7 @@ from numpy.typing import NDArray
 
 __all__ = [
     "as_float_array",
+    "as_reserve",
     "check_positive",
     "check_finite",
 ]
@@ -51,3 +52,14 @@ def check_positive(arr: NDArray[np.float64], name: str) -> None:
         bad = np.argwhere(~(arr > 0))[0]
         where = tuple(int(i) for i in bad) if arr.ndim > 1 else int(bad[0]) if arr.ndim == 1 else ()
         raise ValueError(f"{name}: must be > 0, got {arr[tuple(bad)]!r} at index {where}")
+
+
+def as_reserve(value: Any, name: str = "reserve") -> float:
+    """A reserve in bid units: a finite number >= 0, else ``ValueError`` naming ``name``."""
+    try:
+        reserve = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: must be a number, got {value!r}") from None
+    if not np.isfinite(reserve) or reserve < 0:
+        raise ValueError(f"{name}: must be finite and >= 0, got {value!r}")
+    return reserve

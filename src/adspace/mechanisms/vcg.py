@@ -43,7 +43,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from adspace.mechanisms._validate import as_float_array, check_positive
+from adspace.mechanisms._validate import as_float_array, as_reserve, check_positive
 
 __all__ = [
     "Clearing",
@@ -306,19 +306,18 @@ class Market:
         return _value_from_sqdist(_sqdist(x, self.centers), self.sigmas, self.bids)
 
     # -- clearing ----------------------------------------------------------------------------------
-    def clear(self, queries: ArrayLike, *, reserve: float = 0.0, eligible: ArrayLike | None = None) -> Clearing:
-        """Clear ``queries`` (``(Q, d)`` or ``(d,)``) against this market. See :func:`clear`."""
+    def check_queries(self, queries: ArrayLike) -> NDArray[np.float64]:
+        """Validate ``queries`` (``(Q, d)`` or ``(d,)``, finite, this market's ``d``) as a C-contiguous ``(Q, d)`` array."""
         x = as_float_array(queries, "queries", ndim=(1, 2))
         if x.shape[-1] != self.d:
             raise ValueError(f"queries: dimension {x.shape[-1]} does not match the centers' dimension {self.d}")
-        x2 = np.ascontiguousarray(x.reshape(-1, self.d))
+        return np.ascontiguousarray(x.reshape(-1, self.d))
+
+    def clear(self, queries: ArrayLike, *, reserve: float = 0.0, eligible: ArrayLike | None = None) -> Clearing:
+        """Clear ``queries`` (``(Q, d)`` or ``(d,)``) against this market. See :func:`clear`."""
+        x2 = self.check_queries(queries)
         nq = x2.shape[0]
-        try:
-            reserve = float(reserve)
-        except (TypeError, ValueError):
-            raise ValueError(f"reserve: must be a number, got {reserve!r}") from None
-        if not np.isfinite(reserve) or reserve < 0:
-            raise ValueError(f"reserve: must be finite and >= 0, got {reserve!r}")
+        reserve = as_reserve(reserve)
         elig = self._check_eligible(eligible, nq)
 
         winner = np.full(nq, -1, dtype=np.int64)
