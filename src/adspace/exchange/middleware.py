@@ -61,6 +61,9 @@ class Guard:
             auth = headers.get(b"authorization")
             if auth:
                 key = "k:" + hashlib.sha256(auth).hexdigest()
+            elif scope["path"].startswith("/openrtb2/notice/"):
+                # Notices come from ad servers, many auctions per address: limit each notice URL instead.
+                key = "n:" + scope["path"]
             else:
                 key = "ip:" + str((scope.get("client") or ("?",))[0])
             wait = self.buckets.take(key)
