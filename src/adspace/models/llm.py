@@ -382,8 +382,8 @@ class LocalLLM(LLMBackend):
             raw = torch.empty(gen.shape[0], steps, dtype=torch.float64)
             for t in range(steps):
                 tok = gen[:, t : t + 1]
-                lp[:, t] = torch.log_softmax(out.scores[t].double(), dim=-1).gather(1, tok)[:, 0]
-                raw[:, t] = torch.log_softmax(out.logits[t].double(), dim=-1).gather(1, tok)[:, 0]
+                lp[:, t] = torch.log_softmax(out.scores[t].double(), dim=-1).gather(1, tok)[:, 0].cpu()
+                raw[:, t] = torch.log_softmax(out.logits[t].double(), dim=-1).gather(1, tok)[:, 0].cpu()
         gen = gen.cpu().numpy()
         lp = lp.numpy()
         raw = raw.numpy()
@@ -480,7 +480,7 @@ class LocalLLM(LLMBackend):
                 hidden = self.model.model(
                     input_ids=input_ids.to(self.device), attention_mask=attn.to(self.device)
                 ).last_hidden_state
-                h = hidden[torch.tensor(rows), torch.tensor(cols)]
+                h = hidden[torch.tensor(rows, device=hidden.device), torch.tensor(cols, device=hidden.device)]
                 logits = self.model.lm_head(h).double()
                 for w in warpers:
                     logits = w(None, logits)

@@ -433,10 +433,16 @@ def _timing(rows: Sequence[dict[str, Any]], suffix: str) -> dict[str, float]:
 
 @dataclass(frozen=True)
 class MosaicConfig:
-    """``adspace experiment mosaic`` settings. The default runs on 2 CPU cores in under 15 minutes."""
+    """``adspace experiment mosaic`` settings.
 
-    n_queries: int = 4
-    seeds: tuple[int, ...] = (0, 1)
+    The default (5 queries x 3 seeds, M up to 16, 32 new tokens, one torch thread) takes ~29 CPU-seconds
+    per instance on SmolLM2-135M, so ~7.5 minutes on an idle core and about 11 on the shared 2-core
+    machine where it was measured (docs/mosaic.md). One thread: two threads on a busy 2-core machine
+    were 10x slower (oversubscription).
+    """
+
+    n_queries: int = 5
+    seeds: tuple[int, ...] = (0, 1, 2)
     ms: tuple[int, ...] = (1, 2, 4, 8, 16)
     max_new_tokens: int = 32
     temperature: float = 0.8
@@ -446,7 +452,7 @@ class MosaicConfig:
     data: str | None = None
     data_seed: int = 0
     device: str = "cpu"
-    threads: int | None = None
+    threads: int | None = 1
     batch_instances: int = 1
     backend_url: str | None = None
     backend_model: str | None = None
@@ -454,7 +460,9 @@ class MosaicConfig:
     @classmethod
     def paper(cls) -> MosaicConfig:
         """The paper's scale (§6.1): 50 queries x 25 seeds, M up to 16; for a GPU."""
-        return cls(n_queries=50, seeds=tuple(range(25)), max_new_tokens=128, device="cuda", batch_instances=25)
+        return cls(
+            n_queries=50, seeds=tuple(range(25)), max_new_tokens=128, device="cuda", threads=None, batch_instances=8
+        )
 
     def __post_init__(self) -> None:
         if not self.ms or min(self.ms) < 1:

@@ -19,13 +19,15 @@ def mosaic_experiment(
     paper: bool = typer.Option(
         False, "--paper", help="The paper's scale: 50 queries x 25 seeds, 128 tokens, on a GPU."
     ),
-    queries: int | None = typer.Option(None, "--queries", help="Number of queries (default 4; paper 50)."),
-    seeds: int | None = typer.Option(None, "--seeds", help="Seeds per query (default 2; paper 25)."),
+    queries: int | None = typer.Option(None, "--queries", help="Number of queries (default 5; paper 50)."),
+    seeds: int | None = typer.Option(None, "--seeds", help="Seeds per query (default 3; paper 25)."),
     ms: str | None = typer.Option(None, "--ms", help="Candidate counts, comma-separated (default 1,2,4,8,16)."),
     max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", help="Reply length cap (default 32)."),
     tau: float | None = typer.Option(None, "--tau", help="KL weight τ (default 1)."),
     device: str | None = typer.Option(None, "--device", help="torch device (cpu, cuda)."),
-    threads: int | None = typer.Option(None, "--threads", help="torch CPU threads (default: torch's)."),
+    threads: int | None = typer.Option(
+        None, "--threads", help="torch CPU threads (default 1; the paper config leaves torch's)."
+    ),
     batch: int | None = typer.Option(None, "--batch", help="Instances generated and scored per batched call."),
     url: str | None = typer.Option(
         None, "--url", help="Use an OpenAI-compatible server (e.g. http://127.0.0.1:8000/v1)."
