@@ -208,3 +208,22 @@ def test_judge_retries_then_falls_back_with_a_log(caplog):
     assert out[1] == []
     assert out[2] == [Click("Ad-0001", False, "fallback: no valid judge output")]
     assert judge.fallbacks == 1 and "invalid output for Q-1" in caplog.text
+
+
+@pytest.mark.slow
+def test_llm_judge_on_the_local_model_returns_valid_feedback_or_logs_a_fallback(caplog):
+    """The judge on the real local backend: each inserted ad gets exactly one Click, from validated JSON
+    or, when the 135M model's output fails validation after the retries, from the logged fallback."""
+    from adspace.models.llm import get_local_llm
+    from adspace.simulate.llm_auction.environment import chat_fn
+
+    r = parse_reply(insert_markup(NATIVE, Q.candidates[0]) + " Or " + Q.candidates[3].markup(), Q.candidates)
+    judge = LLMJudgeUser(chat_fn(get_local_llm(), seed=0), max_new_tokens=40, max_retries=0, fallback=ClickModel())
+    with caplog.at_level(logging.WARNING):
+        (out,) = judge.feedback([(Q, r)])
+    assert [c.ad_id for c in out] == ["Ad-0001", "Ad-0004"]
+    assert all(isinstance(c.clicked, bool) for c in out)
+    assert judge.calls == 1
+    if judge.fallbacks:
+        assert "invalid output for Q-1" in caplog.text
+        assert out == ClickModel().feedback([(Q, r)])[0]
