@@ -1,10 +1,10 @@
-# adspace: `make run` sets up .venv and runs the main job; `make test` sets up .venv and runs the tests.
+# adspace: `make run` sets up .venv and serves the exchange with a demo market; `make test` sets up .venv and runs the tests.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run demo test lint bench clean
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,9 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
+	$(VENV)/bin/adspace serve --demo
+
+demo: $(STAMP)
 	$(VENV)/bin/adspace demo
 
 test: $(STAMP)
