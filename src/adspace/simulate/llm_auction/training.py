@@ -66,13 +66,13 @@ class IRPOConfig:
     explore: float = 0.5  # share of the M replies that get a candidate's markup inserted (see explore_replies)
     # DPO
     dpo_beta: float = 0.1
-    learning_rate: float = 5e-4
+    learning_rate: float = 5e-3  # LoRA on few pairs: 5e-4 left sampled replies unchanged in a 2-epoch run
     lr_scheduler: str = "cosine"
     warmup_ratio: float = 0.1
     batch_size: int = 4
     grad_accum: int = 1
-    dpo_epochs: int = 1  # passes over each epoch's pairs
-    max_pairs: int | None = None  # cap on pairs per epoch (CPU budget)
+    dpo_epochs: int = 2  # passes over each epoch's pairs
+    max_pairs: int | None = 12  # cap on pairs per epoch (CPU budget)
     use_lora: bool = True
     lora_r: int = 8
     lora_alpha: int = 16
@@ -113,6 +113,8 @@ class IRPOConfig:
             batch_size=8,
             grad_accum=8,
             use_lora=False,
+            dpo_epochs=1,
+            max_pairs=None,
             bf16=True,
             short_prompt=False,
             explore=0.0,
