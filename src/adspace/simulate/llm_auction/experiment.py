@@ -64,8 +64,8 @@ PLAIN_SYSTEM = "You are a helpful AI assistant. Answer the user's question conci
 class ExperimentConfig:
     """Scale of the experiment; :meth:`full` is the GPU config at the paper's scale."""
 
-    n_train: int = 8
-    n_test: int = 8
+    n_train: int = 6
+    n_test: int = 6
     n_candidates: int = 3
     eval_samples: int = 2
     mosaic_candidates: int = 4
@@ -77,7 +77,7 @@ class ExperimentConfig:
     oracle: bool = True
     seed: int = 0
     data: str | None = None
-    irpo: IRPOConfig = field(default_factory=IRPOConfig)
+    irpo: IRPOConfig = field(default_factory=lambda: IRPOConfig(max_new_tokens=40, max_pairs=8))
 
     @classmethod
     def full(cls, **kw: Any) -> ExperimentConfig:
