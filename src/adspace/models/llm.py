@@ -155,6 +155,93 @@ def _check_sampling(n: int, max_new_tokens: int, temperature: float, top_p: floa
         raise ValueError(f"top_p: must be in (0, 1], got {top_p!r}")
 
 
+# -- the sampling distribution: temperature, then the top-p nucleus (one kernel for sampling and scoring) --
+
+_NUCLEUS_K0 = 256  # first guess of the nucleus size; doubled (x4) until it holds mass >= top_p
+
+
+def nucleus(z: Any, top_p: float) -> tuple[Any, Any, Any, Any]:
+    """The top-p nucleus of ``softmax(z)`` per row, without sorting the vocabulary.
+
+    A token is kept iff the probability mass of the tokens ranked strictly above it is ``< top_p``
+    (the most likely token is always kept); this is ``transformers``' ``TopPLogitsWarper`` (which
+    removes the tokens whose ascending cumulative mass is ``<= 1 - top_p``), read from the top. Only the
+    ``k`` largest logits are ranked (``torch.topk``), with ``k`` grown until they hold mass ``>= top_p``,
+    which for a chat model's distribution is a few hundred tokens instead of a 49k-token sort.
+
+    Returns ``(idx, zk, keep, lse_kept)``: (R, k) token ids in descending order, their values of ``z``,
+    a (R, k) mask of the kept ones, and (R,) ``logsumexp`` of ``z`` over the kept tokens, so that a kept
+    token's log-probability under the truncated distribution is ``z[token] - lse_kept``.
+    """
+    import torch
+
+    lse = torch.logsumexp(z, dim=-1, keepdim=True)
+    vocab = z.shape[-1]
+    k = min(_NUCLEUS_K0, vocab)
+    while True:
+        zk, idx = torch.topk(z, k, dim=-1)
+        pk = torch.exp(zk - lse)
+        cum = pk.cumsum(-1)
+        if k == vocab or bool((cum[:, -1] >= top_p).all()):
+            break
+        k = min(vocab, 4 * k)
+    above = torch.cat([torch.zeros_like(cum[:, :1]), cum[:, :-1]], dim=-1)  # mass ranked strictly above
+    keep = above < top_p
+    keep[:, 0] = True
+    lse_kept = torch.logsumexp(zk.masked_fill(~keep, float("-inf")), dim=-1)
+    return idx, zk, keep, lse_kept
+
+
+def token_logprobs(logits: Any, targets: Any, temperature: float = 1.0, top_p: float = 1.0) -> Any:
+    """(R,) float64 ``log q(target)`` per row, ``q = softmax(logits / temperature)`` cut to the top-p nucleus.
+
+    ``-inf`` for a target outside the nucleus. At ``temperature = top_p = 1`` this is the model's own
+    ``log π``. Same arithmetic as :func:`sample_tokens`, so a sampled reply scores exactly what it was
+    drawn with.
+    """
+    import torch
+
+    z = logits.double()
+    if temperature != 1.0:
+        z = z / float(temperature)
+    t = targets.to(z.device)[:, None]
+    if top_p >= 1.0:
+        return (z.gather(1, t) - torch.logsumexp(z, dim=-1, keepdim=True))[:, 0]
+    idx, zk, keep, lse_kept = nucleus(z, top_p)
+    inside = ((idx == t) & keep).any(dim=-1)
+    out = z.gather(1, t)[:, 0] - lse_kept
+    return out.masked_fill(~inside, float("-inf"))
+
+
+def sample_tokens(logits: Any, temperature: float, top_p: float, generator: Any) -> tuple[Any, Any, Any]:
+    """Draw one token per row from ``softmax(logits / temperature)`` cut to the top-p nucleus.
+
+    Inverse-CDF sampling with one uniform per row from ``generator``. Returns ``(tokens, log_q, log_own)``:
+    the tokens, their log-probability under the distribution drawn from, and under the model's own
+    (temperature 1, untruncated) distribution.
+    """
+    import torch
+
+    own = logits.double()
+    log_own_all = torch.logsumexp(own, dim=-1)
+    z = own / float(temperature) if temperature != 1.0 else own
+    if top_p >= 1.0:
+        idx = None
+        zk = z
+        lse_kept = torch.logsumexp(z, dim=-1)
+        w = torch.exp(z - lse_kept[:, None])
+    else:
+        idx, zk, keep, lse_kept = nucleus(z, top_p)
+        w = torch.exp(zk - lse_kept[:, None]).masked_fill(~keep, 0.0)
+    cdf = w.cumsum(-1)
+    u = torch.rand(w.shape[0], 1, generator=generator, dtype=torch.float64, device=w.device) * cdf[:, -1:]
+    j = torch.searchsorted(cdf, u, right=True).clamp(max=w.shape[1] - 1)
+    tok = j[:, 0] if idx is None else idx.gather(1, j)[:, 0]
+    log_q = zk.gather(1, j)[:, 0] - lse_kept
+    log_own = own.gather(1, tok[:, None])[:, 0] - log_own_all
+    return tok, log_q, log_own
+
+
 class LLMBackend(ABC):
     """The interface MOSAIC needs from a language model."""
 
@@ -343,12 +430,23 @@ class LocalLLM(LLMBackend):
     # -- sampling --------------------------------------------------------------------------------
 
     def sample(self, prompts, n, *, max_new_tokens=64, temperature=1.0, top_p=1.0, seed=None):
+        """Sample ``n`` replies per prompt (see :meth:`LLMBackend.sample`).
+
+        Each distinct prompt is run **once** and its key/value cache is repeated for its ``n`` replies
+        (``transformers``' ``generate`` would copy the prompt ``n`` times before the first forward pass,
+        and on a CPU the prompt's prefill then dominates the cost of short replies). Decoding then runs
+        all ``len(prompts) * n`` rows in one batch; tokens are drawn from ``softmax(logits / T)``
+        restricted to the top-p nucleus, with the same logits processors that :meth:`score` applies, so
+        ``token_logprobs`` are exactly the log-probabilities of the distribution sampled from. ``seed``
+        seeds a private generator (the global torch RNG is left alone).
+        """
         import torch
 
         prompts = _check_prompts(prompts)
         _check_sampling(n, max_new_tokens, temperature, top_p)
         if not prompts:
             return []
+        dev = self.device
         ids = [self.prompt_ids(p) for p in prompts]
         width = max(len(x) for x in ids)
         input_ids = torch.full((len(ids), width), self.pad_id, dtype=torch.long)
@@ -356,34 +454,51 @@ class LocalLLM(LLMBackend):
         for r, x in enumerate(ids):  # left padding: every prompt ends at the same column
             input_ids[r, width - len(x) :] = torch.tensor(x)
             attn[r, width - len(x) :] = 1
+        rows = len(ids) * int(n)
+        steps = int(max_new_tokens)
+        gen = torch.full((rows, steps), self.pad_id, dtype=torch.long)
+        lp = torch.zeros((rows, steps), dtype=torch.float64)
+        raw = torch.zeros((rows, steps), dtype=torch.float64)
         with self._lock, torch.inference_mode():
+            rng = torch.Generator(device=dev)
             if seed is not None:
-                torch.manual_seed(int(seed))
-            out = self.model.generate(
-                input_ids=input_ids.to(self.device),
-                attention_mask=attn.to(self.device),
-                do_sample=True,
-                temperature=float(temperature),
-                top_p=float(top_p),
-                top_k=0,
-                num_return_sequences=int(n),
-                max_new_tokens=int(max_new_tokens),
-                output_scores=True,
-                output_logits=True,
-                return_dict_in_generate=True,
-                pad_token_id=self.pad_id,
-                eos_token_id=self.eos_id,
+                rng.manual_seed(int(seed))
+            else:
+                rng.seed()
+            pos = (attn.cumsum(-1) - 1).clamp(min=0)
+            first = self.model(
+                input_ids=input_ids.to(dev),
+                attention_mask=attn.to(dev),
+                position_ids=pos.to(dev),
+                use_cache=True,
+                logits_to_keep=1,
             )
-            gen = out.sequences[:, width:]
-            # out.scores[t]: the *processed* scores the t-th token was sampled from (temperature, top-p).
-            # out.logits[t]: the raw logits (the model's own distribution, temperature 1).
-            steps = len(out.scores)
-            lp = torch.empty(gen.shape[0], steps, dtype=torch.float64)
-            raw = torch.empty(gen.shape[0], steps, dtype=torch.float64)
+            cache = first.past_key_values
+            cache.batch_repeat_interleave(int(n))
+            logits = first.logits[:, -1].repeat_interleave(int(n), dim=0)
+            mask = attn.repeat_interleave(int(n), dim=0).to(dev)
+            nxt = mask.sum(-1)  # position id of the next token, per row
+            done = torch.zeros(rows, dtype=torch.bool, device=dev)
             for t in range(steps):
-                tok = gen[:, t : t + 1]
-                lp[:, t] = torch.log_softmax(out.scores[t].double(), dim=-1).gather(1, tok)[:, 0].cpu()
-                raw[:, t] = torch.log_softmax(out.logits[t].double(), dim=-1).gather(1, tok)[:, 0].cpu()
+                tok, log_q, log_own = sample_tokens(logits, temperature, top_p, rng)
+                tok = torch.where(done, torch.full_like(tok, self.pad_id), tok)
+                gen[:, t] = tok.cpu()
+                lp[:, t] = log_q.cpu()
+                raw[:, t] = log_own.cpu()
+                done = done | (tok == self.eos_id)
+                if bool(done.all()) or t == steps - 1:
+                    break
+                mask = torch.cat([mask, torch.ones((rows, 1), dtype=mask.dtype, device=dev)], dim=1)
+                step = self.model(
+                    input_ids=tok[:, None],
+                    attention_mask=mask,
+                    position_ids=nxt[:, None],
+                    past_key_values=cache,
+                    use_cache=True,
+                )
+                cache = step.past_key_values
+                logits = step.logits[:, -1]
+                nxt = nxt + 1
         gen = gen.cpu().numpy()
         lp = lp.numpy()
         raw = raw.numpy()
@@ -434,7 +549,6 @@ class LocalLLM(LLMBackend):
         to each position's logits, giving ``log π_gen``.
         """
         import torch
-        from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
 
         prompts = _check_prompts(prompts)
         replies = list(replies)
@@ -452,13 +566,8 @@ class LocalLLM(LLMBackend):
             pairs.append((rendered[key], self._reply_ids(r)))
         out = np.zeros(len(pairs), dtype=np.float64)
         order = sorted(range(len(pairs)), key=lambda k: len(pairs[k][0]) + len(pairs[k][1]))
-        warpers = []
-        if temperature != 1.0:
-            warpers.append(TemperatureLogitsWarper(float(temperature)))
-        if top_p < 1.0:
-            warpers.append(TopPLogitsWarper(float(top_p)))
         if self.prompt_cache:
-            return self._score_prompt_cached(pairs, warpers)
+            return self._score_prompt_cached(pairs, temperature, top_p)
         with self._lock, torch.inference_mode():
             for lo in range(0, len(order), self.batch_size):
                 batch = order[lo : lo + self.batch_size]
@@ -481,27 +590,25 @@ class LocalLLM(LLMBackend):
                     input_ids=input_ids.to(self.device), attention_mask=attn.to(self.device)
                 ).last_hidden_state
                 h = hidden[torch.tensor(rows, device=hidden.device), torch.tensor(cols, device=hidden.device)]
-                logits = self.model.lm_head(h).double()
-                for w in warpers:
-                    logits = w(None, logits)
-                tok_lp = torch.log_softmax(logits, dim=-1).gather(
-                    1, torch.tensor(targets, device=logits.device)[:, None]
-                )[:, 0]
-                sums = torch.zeros(len(batch), dtype=torch.float64, device=logits.device)
-                sums.index_add_(0, torch.tensor(rows, device=logits.device), tok_lp)
+                tok_lp = self._token_logprobs(h, targets, temperature, top_p)
+                sums = torch.zeros(len(batch), dtype=torch.float64, device=tok_lp.device)
+                sums.index_add_(0, torch.tensor(rows, device=tok_lp.device), tok_lp)
                 for b, k in enumerate(batch):
                     out[k] = float(sums[b])
         return out
 
-    def _token_logprobs(self, h, targets, warpers):
+    def _token_logprobs(self, h, targets, temperature, top_p, chunk: int = 512):
+        """``log q(target)`` at each hidden state (LM head applied in chunks of ``chunk`` rows)."""
         import torch
 
-        logits = self.model.lm_head(h).double()
-        for w in warpers:
-            logits = w(None, logits)
-        return torch.log_softmax(logits, dim=-1).gather(1, torch.tensor(targets, device=logits.device)[:, None])[:, 0]
+        t = torch.tensor(targets, device=h.device)
+        parts = []
+        for lo in range(0, h.shape[0], chunk):
+            logits = self.model.lm_head(h[lo : lo + chunk])
+            parts.append(token_logprobs(logits, t[lo : lo + chunk], temperature, top_p))
+        return torch.cat(parts)
 
-    def _score_prompt_cached(self, pairs, warpers):
+    def _score_prompt_cached(self, pairs, temperature, top_p):
         import copy
 
         import torch
@@ -545,7 +652,7 @@ class LocalLLM(LLMBackend):
                             hs.append(hidden[b, : len(rid) - 1])
                         targets.extend(rid)
                         owner.extend([b] * len(rid))
-                    tok_lp = self._token_logprobs(torch.cat(hs, dim=0), targets, warpers)
+                    tok_lp = self._token_logprobs(torch.cat(hs, dim=0), targets, temperature, top_p)
                     sums = torch.zeros(len(batch), dtype=torch.float64, device=tok_lp.device)
                     sums.index_add_(0, torch.tensor(owner, device=tok_lp.device), tok_lp)
                     for b, k in enumerate(batch):
