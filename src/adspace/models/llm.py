@@ -201,12 +201,15 @@ def token_logprobs(logits: Any, targets: Any, temperature: float = 1.0, top_p: f
     """
     import torch
 
+    t = targets.to(logits.device)[:, None]
+    if top_p >= 1.0:
+        # the normalizer in the logits' own precision (float32: the model's logits carry no more), the
+        # difference in float64; a double copy of (rows x vocab) logits would cost a fifth of scoring
+        zf = logits if temperature == 1.0 else logits / float(temperature)
+        return zf.gather(1, t)[:, 0].double() - torch.logsumexp(zf, dim=-1).double()
     z = logits.double()
     if temperature != 1.0:
         z = z / float(temperature)
-    t = targets.to(z.device)[:, None]
-    if top_p >= 1.0:
-        return (z.gather(1, t) - torch.logsumexp(z, dim=-1, keepdim=True))[:, 0]
     idx, zk, keep, lse_kept = nucleus(z, top_p)
     inside = ((idx == t) & keep).any(dim=-1)
     out = z.gather(1, t)[:, 0] - lse_kept
