@@ -435,10 +435,9 @@ def _timing(rows: Sequence[dict[str, Any]], suffix: str) -> dict[str, float]:
 class MosaicConfig:
     """``adspace experiment mosaic`` settings.
 
-    The default (5 queries x 3 seeds, M up to 16, 32 new tokens, one torch thread) takes ~29 CPU-seconds
-    per instance on SmolLM2-135M, so ~7.5 minutes on an idle core and about 11 on the shared 2-core
-    machine where it was measured (docs/mosaic.md). One thread: two threads on a busy 2-core machine
-    were 10x slower (oversubscription).
+    The default (5 queries x 3 seeds, M up to 16, 32 new tokens, one torch thread) takes ~19 CPU-seconds
+    per instance on SmolLM2-135M: 300 s wall on an idle 2-core machine (docs/mosaic.md). One thread:
+    two threads on a busy 2-core machine were 10x slower (oversubscription).
     """
 
     n_queries: int = 5
