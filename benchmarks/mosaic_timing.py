@@ -27,13 +27,7 @@ import numpy as np
 def _hf_generate_seconds(llm, prompts, m: int, tokens: int, temperature: float, top_p: float) -> float:
     import torch
 
-    ids = [llm.prompt_ids(p) for p in prompts]
-    width = max(len(x) for x in ids)
-    input_ids = torch.full((len(ids), width), llm.pad_id, dtype=torch.long)
-    attn = torch.zeros((len(ids), width), dtype=torch.long)
-    for r, x in enumerate(ids):
-        input_ids[r, width - len(x) :] = torch.tensor(x)
-        attn[r, width - len(x) :] = 1
+    input_ids, attn = llm.left_padded(prompts)
     torch.manual_seed(0)
     t0 = time.perf_counter()
     with torch.inference_mode():

@@ -157,7 +157,13 @@ def _check_sampling(n: int, max_new_tokens: int, temperature: float, top_p: floa
 
 # -- the sampling distribution: temperature, then the top-p nucleus (one kernel for sampling and scoring) --
 
-_NUCLEUS_K0 = 256  # first guess of the nucleus size; doubled (x4) until it holds mass >= top_p
+_NUCLEUS_K0 = 256  # first guess of the nucleus size; grown x4 until it holds mass >= top_p
+
+
+def _tempered(logits: Any, temperature: float) -> Any:
+    """``logits / temperature`` in float64: the scores the sampling distribution is the softmax of."""
+    z = logits.double()
+    return z / float(temperature) if temperature != 1.0 else z
 
 
 def nucleus(z: Any, top_p: float) -> tuple[Any, Any, Any, Any]:
@@ -207,9 +213,7 @@ def token_logprobs(logits: Any, targets: Any, temperature: float = 1.0, top_p: f
         # difference in float64; a double copy of (rows x vocab) logits would cost a fifth of scoring
         zf = logits if temperature == 1.0 else logits / float(temperature)
         return zf.gather(1, t)[:, 0].double() - torch.logsumexp(zf, dim=-1).double()
-    z = logits.double()
-    if temperature != 1.0:
-        z = z / float(temperature)
+    z = _tempered(logits, temperature)
     idx, zk, keep, lse_kept = nucleus(z, top_p)
     inside = ((idx == t) & keep).any(dim=-1)
     out = z.gather(1, t)[:, 0] - lse_kept
@@ -227,11 +231,11 @@ def sample_tokens(logits: Any, temperature: float, top_p: float, generator: Any)
 
     own = logits.double()
     log_own_all = torch.logsumexp(own, dim=-1)
-    z = own / float(temperature) if temperature != 1.0 else own
+    z = _tempered(own, temperature)
     if top_p >= 1.0:
         idx = None
         zk = z
-        lse_kept = torch.logsumexp(z, dim=-1)
+        lse_kept = log_own_all if temperature == 1.0 else torch.logsumexp(z, dim=-1)
         w = torch.exp(z - lse_kept[:, None])
     else:
         idx, zk, keep, lse_kept = nucleus(z, top_p)
@@ -430,6 +434,19 @@ class LocalLLM(LLMBackend):
         """Token ids of the rendered prompt (the template already holds the special tokens)."""
         return list(self.tokenizer(self.render(prompt), add_special_tokens=False)["input_ids"])
 
+    def left_padded(self, prompts: Sequence[Sequence[Message]]) -> tuple[Any, Any]:
+        """``(input_ids, attention_mask)`` of the rendered prompts, left-padded so all end at the same column."""
+        import torch
+
+        ids = [self.prompt_ids(p) for p in prompts]
+        width = max(len(x) for x in ids)
+        input_ids = torch.full((len(ids), width), self.pad_id, dtype=torch.long)
+        attn = torch.zeros((len(ids), width), dtype=torch.long)
+        for r, x in enumerate(ids):
+            input_ids[r, width - len(x) :] = torch.tensor(x)
+            attn[r, width - len(x) :] = 1
+        return input_ids, attn
+
     # -- sampling --------------------------------------------------------------------------------
 
     def sample(self, prompts, n, *, max_new_tokens=64, temperature=1.0, top_p=1.0, seed=None):
@@ -438,8 +455,8 @@ class LocalLLM(LLMBackend):
         Each distinct prompt is run **once** and its key/value cache is repeated for its ``n`` replies
         (``transformers``' ``generate`` would copy the prompt ``n`` times before the first forward pass,
         and on a CPU the prompt's prefill then dominates the cost of short replies). Decoding then runs
-        all ``len(prompts) * n`` rows in one batch; tokens are drawn from ``softmax(logits / T)``
-        restricted to the top-p nucleus, with the same logits processors that :meth:`score` applies, so
+        all ``len(prompts) * n`` rows in one batch; tokens are drawn by :func:`sample_tokens` from
+        ``softmax(logits / T)`` restricted to the top-p nucleus, the kernel :meth:`score` also uses, so
         ``token_logprobs`` are exactly the log-probabilities of the distribution sampled from. ``seed``
         seeds a private generator (the global torch RNG is left alone).
         """
@@ -450,14 +467,8 @@ class LocalLLM(LLMBackend):
         if not prompts:
             return []
         dev = self.device
-        ids = [self.prompt_ids(p) for p in prompts]
-        width = max(len(x) for x in ids)
-        input_ids = torch.full((len(ids), width), self.pad_id, dtype=torch.long)
-        attn = torch.zeros((len(ids), width), dtype=torch.long)
-        for r, x in enumerate(ids):  # left padding: every prompt ends at the same column
-            input_ids[r, width - len(x) :] = torch.tensor(x)
-            attn[r, width - len(x) :] = 1
-        rows = len(ids) * int(n)
+        input_ids, attn = self.left_padded(prompts)
+        rows = len(prompts) * int(n)
         steps = int(max_new_tokens)
         gen = torch.full((rows, steps), self.pad_id, dtype=torch.long)
         lp = torch.zeros((rows, steps), dtype=torch.float64)
@@ -548,8 +559,9 @@ class LocalLLM(LLMBackend):
         A ``str`` reply is tokenized and taken as finished (its end-of-turn token is scored). With
         ``prompt_cache`` each distinct prompt runs once and its key/value cache serves all its replies;
         otherwise pairs are sorted by length and run whole in batches of ``batch_size``. Either way the
-        LM head is applied only at reply positions. With ``temperature``/``top_p`` the same logits processors as sampling are applied
-        to each position's logits, giving ``log π_gen``.
+        LM head is applied only at reply positions. With ``temperature``/``top_p`` each position's
+        log-probability comes from :func:`token_logprobs`, the distribution :meth:`sample` draws from,
+        giving ``log π_gen``.
         """
         import torch
 
@@ -567,10 +579,10 @@ class LocalLLM(LLMBackend):
             if key not in rendered:
                 rendered[key] = self.prompt_ids(p)
             pairs.append((rendered[key], self._reply_ids(r)))
-        out = np.zeros(len(pairs), dtype=np.float64)
-        order = sorted(range(len(pairs)), key=lambda k: len(pairs[k][0]) + len(pairs[k][1]))
         if self.prompt_cache:
             return self._score_prompt_cached(pairs, temperature, top_p)
+        out = np.zeros(len(pairs), dtype=np.float64)
+        order = sorted(range(len(pairs)), key=lambda k: len(pairs[k][0]) + len(pairs[k][1]))
         with self._lock, torch.inference_mode():
             for lo in range(0, len(order), self.batch_size):
                 batch = order[lo : lo + self.batch_size]
