@@ -66,15 +66,16 @@ def free_port() -> int:
 def seed(database_url: str, admin_key: str, n: int, rng: np.random.Generator) -> tuple[str, np.ndarray]:
     """Bulk-insert ``n`` campaigns through the exchange's own models; returns (publisher key, centers)."""
     from adspace.exchange.config import Settings
-    from adspace.exchange.models import Campaign
     from adspace.exchange.security import new_id
-    from adspace.exchange.service import Exchange, _vec_bytes
+    from adspace.exchange.services import Exchange
+    from adspace.exchange.services.common import vec_bytes as _vec_bytes
+    from adspace.exchange.store.models import Campaign
 
     ex = Exchange(Settings(database_url=database_url, admin_key=admin_key, preload_model=False))
     ex.migrate()
     ex.bootstrap_admin()
-    adv = ex.create_account("advertiser", "load-advertiser")
-    pub = ex.create_account("publisher", "load-publisher")
+    adv = ex.accounts.create("advertiser", "load-advertiser")
+    pub = ex.accounts.create("publisher", "load-publisher")
     centers = rng.standard_normal((n, DIM))
     centers /= np.linalg.norm(centers, axis=1, keepdims=True)
     sigmas = rng.uniform(0.3, 1.0, n)
@@ -108,7 +109,7 @@ def seed(database_url: str, admin_key: str, n: int, rng: np.random.Generator) ->
         )
         for i in range(n)
     ]
-    with ex.Session.begin() as s:
+    with ex.store.Session.begin() as s:
         s.add_all(rows)
     ex.close()
     return pub.api_key, centers

@@ -17,7 +17,7 @@ from adspace import __version__
 from adspace.exchange.api import accounts, auctions, campaigns, openrtb, reports
 from adspace.exchange.config import Settings
 from adspace.exchange.middleware import Guard
-from adspace.exchange.service import Exchange, ServiceError
+from adspace.exchange.services import Exchange, ServiceError
 from adspace.exchange.sync import start_market_sync
 
 log = logging.getLogger("adspace.exchange")

@@ -26,7 +26,7 @@ def serve(
 
     from adspace.exchange.app import create_app
     from adspace.exchange.config import Settings
-    from adspace.exchange.service import Exchange
+    from adspace.exchange.services import Exchange
 
     console = Console(soft_wrap=True)  # keys must never be wrapped across lines
     settings = Settings.from_env().with_overrides(database_url=database_url)

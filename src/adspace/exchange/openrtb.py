@@ -30,7 +30,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from adspace.exchange.service import ServiceError, conversation_text
+from adspace.exchange.services import ServiceError, conversation_text
 from adspace.models.embedder import DIM, MODEL_NAME
 
 __all__ = ["AUCTION_TYPE", "RtbError", "parse_request", "native_adm", "bid", "response", "cpm_to_micros"]

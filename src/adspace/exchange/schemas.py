@@ -36,7 +36,8 @@ def _check_text(value: Any, field: str) -> None:
             raise ValueError(f"{field}: must be valid Unicode (no lone surrogates)") from None
     elif isinstance(value, list):
         for i, v in enumerate(value):
-            _check_text(v, f"{field}[{i}]")
+            if isinstance(v, str | list):  # numbers (an embedding's 384 of them) need no text check
+                _check_text(v, f"{field}[{i}]")
 
 
 class _In(BaseModel):
@@ -366,3 +367,69 @@ class CampaignReport(BaseModel):
 
 class CampaignReportPage(BaseModel):
     campaigns: list[CampaignReport]
+
+
+# -- the dashboard's views --
+
+MAX_DASHBOARD_TEXT = 2000
+
+DashboardText = Annotated[str, Field(min_length=1, max_length=MAX_DASHBOARD_TEXT, description="Conversation text, embedded")]
+
+
+class DashboardQuery(_In):
+    """A query point for the dashboard's views: ``text`` (embedded), ``embedding`` and/or ``keywords``."""
+
+    text: DashboardText | None = None
+    embedding: Embedding | None = None
+    keywords: Annotated[list[Keyword], Field(max_length=50)] | None = None
+
+    @field_validator("embedding")
+    @classmethod
+    def _emb(cls, v):
+        return check_embedding(v, "embedding")
+
+    @field_validator("keywords")
+    @classmethod
+    def _kw(cls, v):
+        return check_keywords(v, "keywords")
+
+
+class MarketQuery(DashboardQuery):
+    """A query (``text``, ``embedding`` and/or ``keywords``) to score every campaign at."""
+
+    reserve_micros: Annotated[int, Field(ge=0, le=MAX_BID_MICROS)] | None = None
+    tau: Annotated[float, Field(gt=0, le=1e12, allow_inf_nan=False)] | None = None
+    run: bool = Field(False, description="Publisher only: also run the real auction (recorded and billable)")
+
+    @model_validator(mode="after")
+    def _query(self):
+        if self.text is not None and self.embedding is not None:
+            raise ValueError("text | embedding: give one of them, not both")
+        if self.text is None and self.embedding is None and not self.keywords:
+            raise ValueError("text | embedding | keywords: give a query")
+        return self
+
+
+Endpoint = Annotated[str, Field(min_length=1, max_length=64, description='A campaign id, or "query"')]
+
+
+class SliceQuery(DashboardQuery):
+    """The line ``x(t) = a + t (b − a)`` through two points: campaign centers or the query."""
+
+    a: Endpoint
+    b: Endpoint
+    n: Annotated[int, Field(ge=21, le=801)] = 241
+    t_min: Annotated[float, Field(ge=-10, le=10, allow_inf_nan=False)] = -0.6
+    t_max: Annotated[float, Field(ge=-10, le=10, allow_inf_nan=False)] = 1.6
+
+    @model_validator(mode="after")
+    def _line(self):
+        if self.t_max <= self.t_min:
+            raise ValueError("t_max: must be greater than t_min")
+        if self.a == self.b:
+            raise ValueError("b: must differ from a")
+        if "query" in (self.a, self.b) and self.text is None and self.embedding is None:
+            raise ValueError('text | embedding: needed when a or b is "query"')
+        if self.text is not None and self.embedding is not None:
+            raise ValueError("text | embedding: give one of them, not both")
+        return self

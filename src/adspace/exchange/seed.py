@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from adspace.exchange import schemas
-from adspace.exchange.models import Account
-from adspace.exchange.service import Exchange
+from adspace.exchange.services import Exchange
+from adspace.exchange.store.models import Account
 
 # (advertiser, campaign name, description, sigma, bid in micros, creative title, body, url)
 DEMO = [
@@ -86,20 +86,20 @@ DEMO_KEYWORDS = [
 
 def seed_demo(ex: Exchange) -> dict[str, str]:
     """Seed an empty database (no advertisers or publishers yet); return the keys to print, or {}."""
-    with ex.read() as s:
+    with ex.store.read() as s:
         n = s.scalar(select(func.count()).select_from(Account).where(Account.kind != "admin"))
     if n:
         return {}
     keys: dict[str, str] = {}
     advertisers = {}
     for name in dict.fromkeys(row[0] for row in DEMO + DEMO_KEYWORDS):
-        acc = ex.create_account("advertiser", name)
-        advertisers[name] = ex._principal(acc.id)
+        acc = ex.accounts.create("advertiser", name)
+        advertisers[name] = ex.accounts.principal(acc.id)
         keys[f"advertiser {name}"] = acc.api_key
-    pub = ex.create_account("publisher", "Demo Chat App")
+    pub = ex.accounts.create("publisher", "Demo Chat App")
     keys["publisher Demo Chat App"] = pub.api_key
     for adv, cname, desc, sigma, bid, title, body, url in DEMO:
-        ex.create_campaign(
+        ex.campaigns.create(
             advertisers[adv],
             schemas.CampaignCreate(
                 name=cname,
@@ -111,7 +111,7 @@ def seed_demo(ex: Exchange) -> dict[str, str]:
             ),
         )
     for adv, cname, kws, bid, title, body, url in DEMO_KEYWORDS:
-        ex.create_campaign(
+        ex.campaigns.create(
             advertisers[adv],
             schemas.CampaignCreate(
                 name=cname,

@@ -7,7 +7,7 @@ a cache of the ``campaigns`` table. What must hold across processes, and how it 
   held by one conditional ``UPDATE campaigns SET held_micros = held_micros + price WHERE
   budget − spent − held >= bid AND …`` (row-locked by PostgreSQL), so two processes racing for the
   last of a budget cannot both hold it; the loser refreshes its copy and re-runs the auction
-  (:meth:`adspace.exchange.service.Exchange.run_auction`).
+  (:meth:`adspace.exchange.services.auctions.AuctionService.run`).
 * **A billing notice charges exactly once**, whichever process receives it: the charge flips the
   auction from ``held`` to ``billed`` by a conditional ``UPDATE`` and the ledger has a unique
   ``(auction_id, kind)``; a repeat (to any process) reads back the first charge.
@@ -35,10 +35,10 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select, text
 
-from adspace.exchange.models import Campaign, CampaignKeyword
+from adspace.exchange.store.models import Campaign, CampaignKeyword
 
 if TYPE_CHECKING:
-    from adspace.exchange.service import Exchange
+    from adspace.exchange.services import Exchange
 
 __all__ = ["CHANNEL", "MarketSync", "install_notify_trigger", "start_market_sync"]
 
@@ -98,7 +98,7 @@ class MarketSync:
     def refresh(self, ids: set[str] | None = None) -> int:
         """Re-read campaigns ``ids`` (all when ``None``) from the database and apply them to the market."""
         ex = self.exchange
-        with ex.Session() as s:
+        with ex.store.read() as s:
             q = select(Campaign)
             if ids is not None:
                 q = q.where(Campaign.id.in_(sorted(ids)))
@@ -107,7 +107,8 @@ class MarketSync:
             if ids is not None:
                 kw_q = kw_q.where(CampaignKeyword.campaign_id.in_(sorted(ids)))
             kws = s.scalars(kw_q).all()
-        from adspace.exchange.service import _vec
+        from adspace.exchange.services.campaigns import campaign_state
+        from adspace.exchange.services.common import vec as _vec
 
         points: dict[str, dict] = {}
         for k in kws:
@@ -117,7 +118,7 @@ class MarketSync:
             if c.deleted_at is not None:
                 market.remove(c.id)
                 continue
-            state = ex._state(c, points.get(c.id, {}))
+            state = campaign_state(c, points.get(c.id, {}))
             old = market.get(c.id)
             if old is not None and _report_key(old) == _report_key(state):
                 market.set_money(

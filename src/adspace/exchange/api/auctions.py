@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from fastapi.responses import Response
 
 from adspace.exchange import schemas
 from adspace.exchange.api.deps import ExchangeDep, Id, Publisher
-from adspace.exchange.service import conversation_text
+from adspace.exchange.services import conversation_text
 
 router = APIRouter(prefix="/v1/auctions", tags=["auctions"])
 
@@ -21,7 +22,7 @@ def run_auction(body: schemas.AuctionRequest, ex: ExchangeDep, who: Publisher):
     less than `reserve_micros`. Its price is held against its budget until billed or expired.
     """
     text = conversation_text([m.model_dump() for m in body.messages]) if body.messages is not None else None
-    auction, out, camp = ex.run_auction(
+    result = ex.auctions.run(
         who,
         embedding=body.embedding,
         text=text,
@@ -29,7 +30,8 @@ def run_auction(body: schemas.AuctionRequest, ex: ExchangeDep, who: Publisher):
         reserve_micros=body.reserve_micros,
         tau=body.tau,
     )
-    return ex.auction_response(auction, out, camp)
+    # Serialised once by pydantic-core (FastAPI would validate the model a second time on the way out).
+    return Response(result.response().model_dump_json(), media_type="application/json")
 
 
 @router.get("", response_model=list[schemas.AuctionOut])
@@ -39,21 +41,21 @@ def list_auctions(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
 ):
-    return ex.list_auctions(who, limit=limit, offset=offset)
+    return ex.auctions.list(who, limit=limit, offset=offset)
 
 
 @router.get("/{auction_id}", response_model=schemas.AuctionOut)
 def get_auction(auction_id: Id, ex: ExchangeDep, who: Publisher):
-    return ex.get_auction(who, auction_id)
+    return ex.auctions.get(who, auction_id)
 
 
 @router.post("/{auction_id}/billing", response_model=schemas.BillingResult)
 def bill(auction_id: Id, ex: ExchangeDep, who: Publisher):
     """The ad was shown: charge the winner. Exactly once; a repeat answers the same and charges nothing."""
-    return ex.bill(who, auction_id)
+    return ex.billing.bill(who, auction_id)
 
 
 @router.post("/{auction_id}/click", response_model=schemas.ClickResult)
 def click(auction_id: Id, ex: ExchangeDep, who: Publisher):
     """The ad was clicked (recorded once, for reports; clicks are not charged)."""
-    return ex.click(who, auction_id)
+    return ex.billing.click(who, auction_id)

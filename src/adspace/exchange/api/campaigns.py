@@ -15,7 +15,7 @@ router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
 @router.post("", status_code=201, response_model=schemas.CampaignOut)
 def create_campaign(body: schemas.CampaignCreate, ex: ExchangeDep, who: Advertiser):
     """Create a campaign: a `description` (embedded to the center), an `embedding` (384 numbers) or `keywords`."""
-    return ex.create_campaign(who, body)
+    return ex.campaigns.create(who, body)
 
 
 @router.get("", response_model=list[schemas.CampaignOut])
@@ -26,22 +26,22 @@ def list_campaigns(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
 ):
-    return ex.list_campaigns(who, status=status, limit=limit, offset=offset)
+    return ex.campaigns.list(who, status=status, limit=limit, offset=offset)
 
 
 @router.get("/{campaign_id}", response_model=schemas.CampaignOut)
 def get_campaign(campaign_id: Id, ex: ExchangeDep, who: Advertiser):
-    return ex.get_campaign(who, campaign_id)
+    return ex.campaigns.get(who, campaign_id)
 
 
 @router.patch("/{campaign_id}", response_model=schemas.CampaignOut)
 def update_campaign(campaign_id: Id, body: schemas.CampaignUpdate, ex: ExchangeDep, who: Advertiser):
     """Change a campaign; the next auction sees the change."""
-    return ex.update_campaign(who, campaign_id, body)
+    return ex.campaigns.update(who, campaign_id, body)
 
 
 @router.delete("/{campaign_id}", status_code=204)
 def delete_campaign(campaign_id: Id, ex: ExchangeDep, who: Advertiser):
     """Remove a campaign from the market (its history stays in reports and the ledger)."""
-    ex.delete_campaign(who, campaign_id)
+    ex.campaigns.delete(who, campaign_id)
     return Response(status_code=204)

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from adspace.exchange.service import Exchange, Principal
+from adspace.exchange.services import Exchange, Principal
 
 #: A path id (campaign, auction, account): short, URL-safe characters only.
 Id = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
@@ -25,7 +25,7 @@ ExchangeDep = Annotated[Exchange, Depends(get_exchange)]
 def current(ex: ExchangeDep, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
     if creds is None or not creds.credentials:
         raise HTTPException(401, "Authorization: missing bearer API key", headers={"WWW-Authenticate": "Bearer"})
-    who = ex.authenticate(creds.credentials)
+    who = ex.accounts.authenticate(creds.credentials)
     if who is None:
         raise HTTPException(401, "Authorization: unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"})
     return who

@@ -32,7 +32,7 @@ def auction(
     bids = []
     for imp_id, reserve in req["imps"]:
         token = secrets.token_urlsafe(16)
-        a, out, camp = ex.run_auction(
+        result = ex.auctions.run(
             who,
             embedding=None if req["embedding"] is None else req["embedding"].tolist(),
             text=req["text"],
@@ -42,19 +42,20 @@ def auction(
             source="openrtb",
             notice_token=token,
         )
-        if a.filled and a.price_micros >= 0:
+        camp = result.campaign
+        if result.filled and result.price_micros >= 0:
             bids.append(
                 openrtb.bid(
                     base=ex.settings.public_url,
-                    auction_id=a.id,
+                    auction_id=result.auction_id,
                     token=token,
                     imp_id=imp_id,
-                    price_micros=a.price_micros,
+                    price_micros=result.price_micros,
                     campaign_id=camp.id,
                     title=camp.title,
                     body=camp.body,
                     url=camp.url,
-                    explain=ex.auction_response(a, out, camp).explain,
+                    explain=result.explain,
                 )
             )
     if not bids:
@@ -76,7 +77,7 @@ def notice(
     Fired by ad servers without an API key: the token in the URL authenticates. Macro parameters
     (price, currency, ...) are accepted and ignored; the charge is the exchange's clearing price.
     """
-    result = ex.notice(kind, auction_id, t)
+    result = ex.billing.notice(kind, auction_id, t)
     if result is None:
         return Response(status_code=204)
     return result

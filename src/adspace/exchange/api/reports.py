@@ -22,7 +22,7 @@ router = APIRouter(prefix="/v1", tags=["reports"])
 )
 def campaign_report(ex: ExchangeDep, who: Advertiser, format: Literal["json", "csv"] = "json"):  # noqa: A002
     """Per campaign: wins, impressions (billed), clicks, spend and average price (micros)."""
-    page = ex.campaign_report(who)
+    page = ex.reports.campaigns(who)
     if format == "json":
         return page
     buf = io.StringIO()
@@ -44,13 +44,13 @@ def ledger(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ):
     """Your ledger account's postings (the admin sees the exchange's), oldest first, and its balance."""
-    return ex.ledger(who, after=after, limit=limit)
+    return ex.billing.ledger(who, after=after, limit=limit)
 
 
 @router.get("/ledger/check")
 def ledger_check(ex: ExchangeDep, _: Admin) -> dict:
     """Admin: the ledger's invariants (postings sum to zero, one charge per billed auction, spend = prices)."""
-    return ex.ledger_check()
+    return ex.billing.ledger_check()
 
 
 @router.get("/stats")

@@ -1,0 +1,705 @@
+"""The dashboard's views: market map, slices, projection, series, the admin's auction log and accounts.
+
+What each view computes and who may see what (the router only parses and answers):
+
+Visibility. The admin sees every campaign. An advertiser sees its own campaigns in full; every other
+campaign appears as an anonymous "other" row with its score and reported value only (no name, center,
+σ, bid or reason), and rivals' parabolas are merged into one "others (best)" curve in slices. A
+publisher sees anonymous rows with the scores of the winner and the runner-up only (what every
+auction's ``explain`` tells it; it sets reserves, so it must not see the other bids), and the ads its
+own auctions showed; it has no slices. Recent queries are kept in
+memory (the last 500 market-map queries since the server started; the exchange does not store query
+embeddings) and each caller sees only its own, the admin all.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from collections import deque
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.orm import aliased
+
+from adspace.exchange import schemas
+from adspace.exchange.config import Settings
+from adspace.exchange.market import LiveMarket
+from adspace.exchange.services.auctions import AuctionService
+from adspace.exchange.services.common import Conflict, Forbidden, NotFound, Principal, as_utc, utcnow
+from adspace.exchange.store import Store
+from adspace.exchange.store.models import (
+    Account,
+    Auction,
+    Campaign,
+    CampaignKeyword,
+    LedgerAccount,
+    LedgerPosting,
+    LedgerTransaction,
+)
+from adspace.figures import pca_2d, slice_scores, winning_intervals
+from adspace.mechanisms.vcg import Market
+
+__all__ = ["DashboardService", "RECENT_MAX"]
+
+RECENT_MAX = 500
+MAX_CURVES = 12
+
+# -- a snapshot of the market, read from the database --
+
+
+class _Cache:
+    """Cache of campaign centers (keyed by id and ``updated_at``) and recent queries."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.centers: dict[str, tuple[Any, np.ndarray]] = {}
+        self.recent: deque[dict] = deque(maxlen=RECENT_MAX)
+
+
+class Snapshot:
+    """All campaigns (not deleted) in the exchange's market order, with what the dashboard shows."""
+
+    def __init__(self, store: Store, cache: _Cache):
+        now = utcnow()
+        self.now = now
+        with store.read() as s:
+            rows = s.execute(
+                select(
+                    Campaign.id,
+                    Campaign.advertiser_id,
+                    Campaign.name,
+                    Campaign.kind,
+                    Campaign.sigma,
+                    Campaign.bid_micros,
+                    Campaign.budget_micros,
+                    Campaign.daily_budget_micros,
+                    Campaign.starts_at,
+                    Campaign.ends_at,
+                    Campaign.status,
+                    Campaign.spent_micros,
+                    Campaign.held_micros,
+                    Campaign.daily_day,
+                    Campaign.daily_used_micros,
+                    Campaign.created_at,
+                    Campaign.updated_at,
+                    Campaign.creative_title,
+                ).where(Campaign.deleted_at.is_(None))
+            ).all()
+            rows = sorted(rows, key=lambda r: (as_utc(r.created_at).timestamp(), r.id))
+            self.names = dict(s.execute(select(Account.id, Account.name)).tuples().all())
+            kw = s.execute(
+                select(CampaignKeyword.campaign_id, CampaignKeyword.keyword, CampaignKeyword.point).order_by(
+                    CampaignKeyword.id
+                )
+            ).all()
+            have: dict[str, np.ndarray] = {}
+            with cache.lock:
+                for r in rows:
+                    hit = cache.centers.get(r.id) if r.kind == "embedding" else None
+                    if hit is not None and hit[0] == r.updated_at:
+                        have[r.id] = hit[1]
+            stale = [r.id for r in rows if r.kind == "embedding" and r.id not in have]
+            fresh: dict[str, tuple[Any, np.ndarray]] = {}
+            for lo in range(0, len(stale), 500):
+                for cid, center, upd in s.execute(
+                    select(Campaign.id, Campaign.center, Campaign.updated_at).where(
+                        Campaign.id.in_(stale[lo : lo + 500])
+                    )
+                ):
+                    fresh[cid] = (upd, np.frombuffer(center, dtype="<f8").astype(np.float64))
+        with cache.lock:
+            cache.centers.update(fresh)
+            if len(cache.centers) > 2 * len(rows) + 1000:  # drop deleted campaigns now and then
+                live = {r.id for r in rows}
+                for cid in [c for c in cache.centers if c not in live]:
+                    del cache.centers[cid]
+        have.update({cid: v[1] for cid, v in fresh.items()})
+        self.center = have
+        self.rows = rows
+        self.keywords: dict[str, list[str]] = {}
+        self.kw_point: dict[str, np.ndarray] = {}
+        pos = {r.id: i for i, r in enumerate(rows)}
+        for cid, k, point in sorted(kw, key=lambda t: pos.get(t[0], 1 << 60)):
+            if cid in pos:
+                self.keywords.setdefault(cid, []).append(k)
+                self.kw_point.setdefault(k, np.frombuffer(point, dtype="<f8").astype(np.float64))
+        self.reason = [self._reason(r) for r in rows]
+
+    def _reason(self, r) -> str | None:
+        """Why a campaign cannot compete now (the exchange's order: paused, schedule, budget, daily)."""
+        now, today = self.now, self.now.strftime("%Y-%m-%d")
+        if r.status != "active":
+            return "paused"
+        starts, ends = as_utc(r.starts_at), as_utc(r.ends_at)
+        if (starts is not None and now < starts) or (ends is not None and now >= ends):
+            return "schedule"
+        if r.budget_micros - r.spent_micros - r.held_micros < r.bid_micros:
+            return "budget"
+        used = r.daily_used_micros if r.daily_day == today else 0
+        if r.daily_budget_micros is not None and used + r.bid_micros > r.daily_budget_micros:
+            return "daily_budget"
+        return None
+
+    def visible(self, who: Principal, i: int) -> bool:
+        return who.kind == "admin" or (who.kind == "advertiser" and self.rows[i].advertiser_id == who.account_id)
+
+    def index(self, campaign_id: str) -> int | None:
+        for i, r in enumerate(self.rows):
+            if r.id == campaign_id:
+                return i
+        return None
+
+    def embedding_rows(self) -> list[int]:
+        return [i for i, r in enumerate(self.rows) if r.kind == "embedding"]
+
+    def describe(self, who: Principal, i: int) -> dict[str, Any]:
+        r = self.rows[i]
+        return {
+            "campaign_id": r.id,
+            "name": r.name,
+            "advertiser_id": r.advertiser_id,
+            "advertiser": self.names.get(r.advertiser_id, r.advertiser_id),
+            "mine": who.kind == "advertiser" and r.advertiser_id == who.account_id,
+            "kind": r.kind,
+            "keywords": self.keywords.get(r.id) if r.kind == "keyword" else None,
+            "sigma": r.sigma,
+            "bid_micros": r.bid_micros,
+            "status": r.status,
+        }
+
+
+def _finite(v: float | None) -> float | None:
+    return None if v is None or not math.isfinite(v) else float(v)
+
+
+# -- the market map --------------------------------------------------------------------------------
+
+
+def _why(out, labels: dict[int, str], winner: int | None, runner: int | None, reserve: int) -> str:
+    if not out.filled:
+        if out.below_reserve:
+            return (
+                f"No fill: the best eligible reported value is below the reserve ({reserve} micros). "
+                "Reported value = bid · exp(−‖x − c‖²/σ²)."
+            )
+        return "No fill: no campaign is eligible for this query (see the reasons in the table)."
+    name = labels.get(winner, "the winner")
+    s = f"{name} wins with the highest score log(bid) − ‖x − c‖²/σ² = {out.score:.4f} "
+    s += f"(reported value {out.value_micros:,.0f} micros)"
+    if out.runner_up_score is not None and runner is not None:
+        rv = math.exp(out.runner_up_score)
+        s += f"; the runner-up {labels[runner]} scores {out.runner_up_score:.4f} (reported value {rv:,.2f} micros). "
+        s += "The price is the Clarke pivot: the runner-up's reported value"
+    else:
+        s += "; nobody else is eligible, so the Clarke pivot is 0"
+    s += f", raised to the reserve ({reserve} micros), rounded down to whole micros: {out.price_micros} micros."
+    return s
+
+
+# -- slices: the upper envelope of score parabolas along a line ------------------------------------
+
+
+# -- the 2-D projection ----------------------------------------------------------------------------
+
+
+def _projection_basis(snap: Snapshot) -> tuple[np.ndarray, np.ndarray] | None:
+    """Mean and two principal axes of the embedding campaigns' centers (None without campaigns)."""
+    emb = snap.embedding_rows()
+    if not emb:
+        return None
+    _, _, info = pca_2d(np.vstack([snap.center[snap.rows[i].id] for i in emb]))
+    return info["mean"], info["axes"]
+
+
+# -- time series -----------------------------------------------------------------------------------
+
+_WINDOWS = {"1h": (3600, 300), "24h": (86400, 3600), "7d": (7 * 86400, 6 * 3600), "30d": (30 * 86400, 86400)}
+
+
+def _buckets(window: str) -> tuple[float, int, list[float]]:
+    span, width = _WINDOWS[window]
+    now = time.time()
+    end = (math.floor(now / width) + 1) * width
+    start = end - span
+    return start, width, [start + k * width for k in range(span // width)]
+
+
+def _bucket_of(dt: datetime | None, start: float, width: int, n: int) -> int | None:
+    if dt is None:
+        return None
+    k = int((as_utc(dt).timestamp() - start) // width)
+    return k if 0 <= k < n else None
+
+
+# -- admin: the auction log and the accounts -------------------------------------------------------
+
+
+
+
+class DashboardService:
+    """The dashboard's JSON views (reads; ``market_map(run=True)`` runs a real auction through the auction service)."""
+
+    def __init__(self, store: Store, market: LiveMarket, settings: Settings, auctions: AuctionService, embed):
+        self.store = store
+        self.market = market
+        self.settings = settings
+        self.auctions = auctions
+        self.embed = embed
+        self.cache = _Cache()
+
+    def _query_point(self, body: schemas.DashboardQuery) -> np.ndarray | None:
+        if body.embedding is not None:
+            return np.asarray(body.embedding, dtype=np.float64)
+        if body.text is not None:
+            return self.embed([body.text])[0]
+        return None
+
+    def market_map(self, body: schemas.MarketQuery, who: Principal) -> dict[str, Any]:
+        """Every campaign's score and reported value at a query, the winner, the price and why.
+
+        ``run: true`` (publishers) also runs the real auction at the same point, exactly as
+        ``POST /v1/auctions`` would (held against the winner's budget, billable).
+        """
+        if body.run and who.kind != "publisher":
+            raise Forbidden( f"run: only publisher keys run auctions, not {who.kind}")
+        snap = Snapshot(self.store, self.cache)
+        x = self._query_point(body)
+        reserve = self.settings.default_reserve_micros if body.reserve_micros is None else body.reserve_micros
+        keyword = next((k for k in (body.keywords or []) if k in snap.kw_point), None)
+        point = snap.kw_point[keyword] if keyword is not None else x
+
+        # Rows scored at the point: embedding campaigns, and the keyword's campaigns sitting at distance 0.
+        n = len(snap.rows)
+        reason: list[str | None] = list(snap.reason)
+        scored: list[int] = []
+        centers, sigmas, bids = [], [], []
+        for i, r in enumerate(snap.rows):
+            if r.kind == "keyword":
+                if keyword is None or keyword not in snap.keywords.get(r.id, []):
+                    reason[i] = reason[i] or "keyword"
+                    continue
+                c, sg = snap.kw_point[keyword], 1.0  # σ is irrelevant at distance 0
+            else:
+                c, sg = snap.center[r.id], float(r.sigma)
+            if point is None:
+                continue
+            scored.append(i)
+            centers.append(c)
+            sigmas.append(sg)
+            bids.append(float(r.bid_micros))
+        score = [None] * n
+        value = [None] * n
+        sqdist = [None] * n
+        if scored:
+            m = Market(np.vstack(centers), np.asarray(sigmas), np.asarray(bids))
+            sc = m.scores(point)  # the kernel's exact scores
+            for k, i in enumerate(scored):
+                score[i] = float(sc[k])
+                value[i] = float(np.exp(sc[k]))
+                d = m.centers[k] - point
+                sqdist[i] = float(d @ d)
+                if body.tau is not None and snap.rows[i].kind == "embedding" and reason[i] is None and sqdist[i] > body.tau:
+                    reason[i] = "relevance"
+
+        # The outcome, from the exchange's own in-memory market (or the real auction when run).
+        auction = None
+        if body.run:
+            result = self.auctions.run(
+                who,
+                embedding=body.embedding,
+                text=body.text,
+                keywords=body.keywords,
+                reserve_micros=body.reserve_micros,
+                tau=body.tau,
+            )
+            out = result.outcome
+            auction = result.response().model_dump(mode="json")
+        else:
+            out = self.market.run(x, keywords=body.keywords, reserve_micros=reserve, tau=body.tau, now=snap.now)
+        winner = snap.index(out.campaign.id) if out.filled and out.campaign is not None else None
+        eligible = [i for i in scored if reason[i] is None]
+        runner = None
+        rest = [i for i in eligible if i != winner]
+        if winner is not None and rest:
+            runner = max(rest, key=lambda i: score[i])
+
+        # Rows, best first; rivals anonymous unless the caller may see them (a publisher sees the ad it ran).
+        shown_ad = auction["ad"] if auction and auction.get("ad") else None
+        order = sorted(range(n), key=lambda i: (score[i] is None, -(score[i] or 0.0), i))
+        labels: dict[int, str] = {}
+        k = 0
+        rows_out = []
+        for rank, i in enumerate(order, start=1):
+            if shown_ad is not None and i == winner and not snap.visible(who, i):
+                labels[i] = f"ad: {shown_ad['title']}"
+                row = {
+                    "campaign_id": shown_ad["campaign_id"],
+                    "name": labels[i],
+                    "mine": False,
+                    "kind": None,
+                    "reason": None,
+                }
+            elif snap.visible(who, i):
+                row = snap.describe(who, i)
+                labels[i] = row["name"]
+                row.update(reason=reason[i], sqdist=_finite(sqdist[i]))
+            else:
+                k += 1
+                labels[i] = f"other #{k}"
+                row = {"campaign_id": None, "name": labels[i], "mine": False, "kind": None}
+                row.update(reason=None if reason[i] is None else "not eligible")
+            # A publisher sets reserves: it sees the top two scores (as in every auction's explain), no others.
+            hide = who.kind == "publisher" and i not in (winner, runner)
+            row.update(
+                label=labels[i],
+                rank=rank,
+                score=None if hide else _finite(score[i]),
+                value_micros=None if hide else _finite(value[i]),
+                eligible=reason[i] is None and score[i] is not None,
+                winner=i == winner,
+                runner_up=i == runner,
+            )
+            rows_out.append(row)
+        excluded: dict[str, int] = {}
+        for rsn in reason:
+            if rsn is not None:
+                excluded[rsn] = excluded.get(rsn, 0) + 1
+
+        outcome: dict[str, Any] = {
+            "filled": bool(out.filled),
+            "point": out.point,
+            "keyword": out.keyword,
+            "winner": None if winner is None else labels[winner],
+            "winner_campaign_id": None
+            if winner is None or not (snap.visible(who, winner) or shown_ad)
+            else snap.rows[winner].id,
+            "runner_up": None if runner is None else labels[runner],
+            "price_micros": int(out.price_micros),
+            "reserve_micros": int(reserve),
+            "score": _finite(out.score),
+            "value_micros": _finite(out.value_micros),
+            "runner_up_score": _finite(out.runner_up_score),
+            "runner_up_value_micros": None if out.runner_up_score is None else _finite(math.exp(out.runner_up_score)),
+            "considered": int(out.considered),
+            "total": int(out.total),
+            "excluded": excluded,
+            "below_reserve": bool(out.below_reserve),
+            "why": _why(out, labels, winner, runner, reserve),
+        }
+        ad_title = shown_ad["title"] if shown_ad else None
+        if point is not None:
+            cache = self.cache
+            with cache.lock:
+                cache.recent.append(
+                    {
+                        "x": np.array(point, dtype=np.float64),
+                        "at": snap.now.isoformat(),
+                        "by": who.account_id,
+                        "text": (body.text or (f"keyword: {keyword}" if keyword else "embedding"))[:120],
+                        "winner_id": None if winner is None else snap.rows[winner].id,
+                        "ad_title": ad_title,
+                        "auction_id": auction["auction_id"] if auction else None,
+                    }
+                )
+        proj = _projection_basis(snap)
+        query_xy = None
+        if point is not None and proj is not None:
+            query_xy = ((point - proj[0]) @ proj[1].T).tolist()
+        return {"outcome": outcome, "campaigns": rows_out, "auction": auction, "query_xy": query_xy}
+
+    def market_slice(self, body: schemas.SliceQuery, who: Principal) -> dict[str, Any]:
+        """Scores of the embedding campaigns along the line through ``a`` and ``b`` (campaigns or the query).
+
+        Returns the parameter grid ``t`` (``a`` at 0, ``b`` at 1), a curve per campaign that wins
+        somewhere on the line or is an endpoint (at most 12, the caller's visible ones; rivals merged into
+        one "others (best)" curve for non-admins), the upper envelope, and the winning intervals.
+        Keyword campaigns (σ → 0) are not on the line and are left out.
+        """
+        snap = Snapshot(self.store, self.cache)
+        ends = []
+        for e in (body.a, body.b):
+            if e == "query":
+                ends.append(("query", self._query_point(body)))
+                continue
+            i = snap.index(e)
+            if i is None or not snap.visible(who, i):
+                raise NotFound( f"a | b: no campaign {e!r} of yours")
+            r = snap.rows[i]
+            if r.kind == "keyword":
+                raise Conflict(
+                    409, f"a | b: campaign {e!r} is a keyword campaign (σ → 0); choose an embedding campaign"
+                )
+            ends.append((r.name, snap.center[r.id]))
+        if np.array_equal(ends[0][1], ends[1][1]):
+            raise Conflict( "a | b: the two points coincide (same center); choose another")
+        emb = snap.embedding_rows()
+        t = np.linspace(body.t_min, body.t_max, body.n)
+        out: dict[str, Any] = {"t": t.tolist(), "a": ends[0][0], "b": ends[1][0], "curves": [], "intervals": []}
+        if not emb:
+            out["envelope"] = [None] * len(t)
+            out["winner"] = [None] * len(t)
+            return out
+        c = np.vstack([snap.center[snap.rows[i].id] for i in emb])
+        s = np.asarray([float(snap.rows[i].sigma) for i in emb])
+        b = np.asarray([float(snap.rows[i].bid_micros) for i in emb])
+        elig = np.asarray([snap.reason[i] is None for i in emb])
+        pa, pb = ends[0][1], ends[1][1]
+        sc_all, _, _ = slice_scores(c, s, b, pa, pb, t)  # every campaign's parabola, eligible or not
+        sc, env, win = slice_scores(c, s, b, pa, pb, t, eligible=elig)
+        vis = np.asarray([snap.visible(who, i) for i in emb])
+        label = [snap.rows[i].name if vis[k] else "others (best)" for k, i in enumerate(emb)]
+        winners = sorted({int(w) for w in win if w >= 0}, key=lambda k: (not vis[k], -float(np.max(sc[:, k]))))
+        endpoint_ids = {e for e in (body.a, body.b) if e != "query"}
+        shown = [k for k in range(len(emb)) if vis[k] and snap.rows[emb[k]].id in endpoint_ids]
+        shown += [k for k in winners if vis[k] and k not in shown]
+        shown = shown[:MAX_CURVES]
+        for k in shown:
+            i = emb[k]
+            out["curves"].append(
+                {
+                    **snap.describe(who, i),
+                    "label": label[k],
+                    "eligible": bool(elig[k]),
+                    "score": [_finite(v) for v in sc_all[:, k]],
+                }
+            )
+        hidden = np.flatnonzero(~vis & elig)
+        if hidden.size:
+            best = np.max(sc[:, hidden], axis=1)
+            out["curves"].append(
+                {
+                    "campaign_id": None,
+                    "label": "others (best)",
+                    "mine": False,
+                    "eligible": True,
+                    "score": [_finite(v) for v in best],
+                }
+            )
+        out["envelope"] = [_finite(v) for v in env]
+        out["winner"] = [None if w < 0 else label[int(w)] for w in win]
+        for iv in winning_intervals(c, s, b, body.t_min, body.t_max, a=pa, b=pb, n=body.n, eligible=elig):
+            lab = None if iv.winner < 0 else label[iv.winner]
+            if out["intervals"] and out["intervals"][-1]["winner"] == lab:
+                out["intervals"][-1]["hi"] = iv.hi  # adjacent rivals merge into one "others" interval
+            else:
+                out["intervals"].append({"winner": lab, "lo": iv.lo, "hi": iv.hi})
+        return out
+
+    def projection(self, who: Principal, limit: int = 200) -> dict[str, Any]:
+        """Campaign centers on the two principal axes of all centers, and recent queries coloured by winner."""
+        snap = Snapshot(self.store, self.cache)
+        emb = snap.embedding_rows()
+        out: dict[str, Any] = {"campaigns": [], "queries": [], "explained": [0.0, 0.0]}
+        if not emb:
+            return out
+        c = np.vstack([snap.center[snap.rows[i].id] for i in emb])
+        cache = self.cache
+        with cache.lock:
+            recent = [q for q in cache.recent if who.kind == "admin" or q["by"] == who.account_id][-limit:]
+        q = np.vstack([r["x"] for r in recent]) if recent else None
+        xy, qxy, info = pca_2d(c, q)
+        out["explained"] = info["explained"]
+        for k, i in enumerate(emb):
+            if snap.visible(who, i):
+                out["campaigns"].append(
+                    {
+                        **snap.describe(who, i),
+                        "label": snap.rows[i].name,
+                        "eligible": snap.reason[i] is None,
+                        "xy": xy[k].tolist(),
+                    }
+                )
+        pos = {r.id: i for i, r in enumerate(snap.rows)}
+        for r, p in zip(recent, qxy, strict=True):
+            wid = r["winner_id"]
+            i = pos.get(wid) if wid else None
+            if wid is None:
+                lab, cid = "no fill", None
+            elif i is not None and snap.visible(who, i):
+                lab, cid = snap.rows[i].name, wid
+            else:
+                lab, cid = r["ad_title"] or "other", None
+            out["queries"].append(
+                {
+                    "xy": p.tolist(),
+                    "text": r["text"],
+                    "at": r["at"],
+                    "winner": lab,
+                    "winner_campaign_id": cid,
+                    "auction_id": r["auction_id"],
+                }
+            )
+        return out
+
+    def series(self, who: Principal, window: str = "24h") -> dict[str, Any]:
+        """Per time bucket (UTC): the caller's own activity.
+
+        * advertiser: ``wins``, ``impressions`` (billed), ``spend_micros`` (billed prices, by billing
+          time), ``auctions`` (all auctions of the exchange) and ``win_rate`` = wins / auctions;
+        * publisher: ``auctions``, ``filled``, ``fill_rate``, ``billed`` and ``revenue_micros`` (its share);
+        * admin: ``auctions``, ``filled``, ``fill_rate``, ``billed``, ``gross_micros`` (billed prices) and
+          ``revenue_micros`` (the exchange's share).
+        """
+        start, width, starts = _buckets(window)
+        n = len(starts)
+        since = datetime.fromtimestamp(start, UTC)
+        z = lambda: [0] * n  # noqa: E731
+        data: dict[str, list] = {"auctions": z(), "filled": z(), "billed": z()}
+        with self.store.read() as s:
+            q = select(Auction.created_at, Auction.filled, Auction.advertiser_id, Auction.publisher_id).where(
+                Auction.created_at >= since
+            )
+            if who.kind == "publisher":
+                q = q.where(Auction.publisher_id == who.account_id)
+            runs = s.execute(q).all()
+            b = select(Auction.billed_at, Auction.price_micros, Auction.advertiser_id).where(
+                Auction.status == "billed", Auction.billed_at >= since
+            )
+            if who.kind == "publisher":
+                b = b.where(Auction.publisher_id == who.account_id)
+            elif who.kind == "advertiser":
+                b = b.where(Auction.advertiser_id == who.account_id)
+            bills = s.execute(b).all()
+            owner_kind = "exchange" if who.kind == "admin" else who.kind
+            owner_id = "exchange" if who.kind == "admin" else who.account_id
+            postings = []
+            if who.kind in ("admin", "publisher"):
+                postings = s.execute(
+                    select(Auction.billed_at, LedgerPosting.amount_micros)
+                    .select_from(LedgerPosting)
+                    .join(LedgerTransaction, LedgerTransaction.id == LedgerPosting.transaction_id)
+                    .join(Auction, Auction.id == LedgerTransaction.auction_id)
+                    .join(LedgerAccount, LedgerAccount.id == LedgerPosting.account_id)
+                    .where(LedgerAccount.owner_kind == owner_kind, LedgerAccount.owner_id == owner_id)
+                    .where(Auction.billed_at >= since)
+                ).all()
+        for created, filled, adv, _pub in runs:
+            k = _bucket_of(created, start, width, n)
+            if k is None:
+                continue
+            data["auctions"][k] += 1
+            if who.kind == "advertiser":
+                if adv == who.account_id:
+                    data["filled"][k] += 1
+            elif filled:
+                data["filled"][k] += 1
+        money = z()
+        for billed_at, price, _adv in bills:
+            k = _bucket_of(billed_at, start, width, n)
+            if k is not None:
+                data["billed"][k] += 1
+                money[k] += int(price)
+        revenue = z()
+        for billed_at, amount in postings:
+            k = _bucket_of(billed_at, start, width, n)
+            if k is not None:
+                revenue[k] += int(amount)
+        rate = [data["filled"][k] / data["auctions"][k] if data["auctions"][k] else None for k in range(n)]
+        out: dict[str, Any] = {
+            "role": who.kind,
+            "window": window,
+            "bucket_seconds": width,
+            "starts": [datetime.fromtimestamp(t, UTC).isoformat() for t in starts],
+            "auctions": data["auctions"],
+        }
+        if who.kind == "advertiser":
+            out.update(wins=data["filled"], win_rate=rate, impressions=data["billed"], spend_micros=money)
+        else:
+            out.update(filled=data["filled"], fill_rate=rate, billed=data["billed"], revenue_micros=revenue)
+            if who.kind == "admin":
+                out["gross_micros"] = money
+        out["totals"] = {k: sum(v) for k, v in out.items() if isinstance(v, list) and v and isinstance(v[0], int)}
+        return out
+
+    def auction_log(self, *, limit: int = 100, offset: int = 0, status: str | None = None) -> dict[str, Any]:
+        """Admin: every publisher's auctions, newest first, with publisher, campaign and advertiser names."""
+        pub, adv = aliased(Account), aliased(Account)
+        with self.store.read() as s:
+            q = (
+                select(Auction, pub.name, Campaign.name, adv.name)
+                .join(pub, pub.id == Auction.publisher_id)
+                .outerjoin(Campaign, Campaign.id == Auction.campaign_id)
+                .outerjoin(adv, adv.id == Auction.advertiser_id)
+            )
+            cnt = select(func.count()).select_from(Auction)
+            if status:
+                q = q.where(Auction.status == status)
+                cnt = cnt.where(Auction.status == status)
+            total = int(s.scalar(cnt) or 0)
+            rows = s.execute(q.order_by(Auction.created_at.desc(), Auction.id).limit(limit).offset(offset)).all()
+            items = [
+                {
+                    "auction_id": a.id,
+                    "created_at": as_utc(a.created_at).isoformat(),
+                    "source": a.source,
+                    "publisher_id": a.publisher_id,
+                    "publisher": pname,
+                    "status": a.status,
+                    "filled": a.filled,
+                    "campaign_id": a.campaign_id,
+                    "campaign": cname,
+                    "advertiser_id": a.advertiser_id,
+                    "advertiser": aname,
+                    "price_micros": a.price_micros,
+                    "keyword": a.keyword,
+                    "billed_at": None if a.billed_at is None else as_utc(a.billed_at).isoformat(),
+                    "clicked_at": None if a.clicked_at is None else as_utc(a.clicked_at).isoformat(),
+                    "explain": json.loads(a.explain),
+                }
+                for a, pname, cname, aname in rows
+            ]
+        return {"total": total, "auctions": items}
+
+    def accounts(self) -> dict[str, Any]:
+        """Admin: advertisers and publishers with campaigns, auctions, spend or revenue, and ledger balance."""
+        with self.store.read() as s:
+            accs = s.execute(
+                select(Account.id, Account.kind, Account.name, Account.created_at).order_by(Account.created_at, Account.id)
+            ).all()
+            balance = {
+                (k, o): int(v)
+                for k, o, v in s.execute(
+                    select(LedgerAccount.owner_kind, LedgerAccount.owner_id, func.sum(LedgerPosting.amount_micros))
+                    .join(LedgerPosting, LedgerPosting.account_id == LedgerAccount.id)
+                    .group_by(LedgerAccount.owner_kind, LedgerAccount.owner_id)
+                )
+            }
+            camps = dict(
+                s.execute(
+                    select(Campaign.advertiser_id, func.count())
+                    .where(Campaign.deleted_at.is_(None))
+                    .group_by(Campaign.advertiser_id)
+                )
+                .tuples()
+                .all()
+            )
+            runs = dict(s.execute(select(Auction.publisher_id, func.count()).group_by(Auction.publisher_id)).tuples().all())
+            wins = dict(
+                s.execute(
+                    select(Auction.advertiser_id, func.count())
+                    .where(Auction.advertiser_id.is_not(None))
+                    .group_by(Auction.advertiser_id)
+                )
+                .tuples()
+                .all()
+            )
+        out = []
+        for aid, kind, name, created in accs:
+            row = {"id": aid, "kind": kind, "name": name, "created_at": as_utc(created).isoformat()}
+            if kind == "advertiser":
+                row.update(
+                    campaigns=int(camps.get(aid, 0)), wins=int(wins.get(aid, 0)), balance_micros=balance.get((kind, aid), 0)
+                )
+            elif kind == "publisher":
+                row.update(auctions=int(runs.get(aid, 0)), balance_micros=balance.get((kind, aid), 0))
+            out.append(row)
+        return {
+            "accounts": out,
+            "exchange_balance_micros": balance.get(("exchange", "exchange"), 0),
+        }
+
