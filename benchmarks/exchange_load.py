@@ -1,23 +1,28 @@
-"""Bounded load on loopback against ``adspace serve`` with 10,000 campaigns; prints JSON.
+"""Bounded load on loopback against ``adspace serve``, driven by wrk, against the stack's own ceiling; prints JSON.
 
 What it does:
 
 1. creates a fresh database (a SQLite file, or ``--database-url``), migrates it and bulk-inserts
    ``--campaigns`` embedding campaigns (unit-norm centers, σ ~ U[0.3, 1.0], bids log-normal around
    $2 per impression, budgets that never run out) for one advertiser, plus a publisher;
-2. starts the real server (``python -m adspace.exchange``) on a free 127.0.0.1 port, rate limit off,
-   model preloaded;
-3. runs, each with ``--concurrency`` keep-alive clients and a bounded count and duration:
+2. starts the real server (``adspace serve``, ``--workers`` processes, rate limit off, model preloaded,
+   access log off) on a free 127.0.0.1 port, and the stack ceiling (``benchmarks/stack_ceiling.py``:
+   the same FastAPI + uvicorn validating the same request bodies, answering a small JSON) on another;
+3. for each concurrency in ``--concurrency`` (default 8 and 32) runs Debian's ``wrk`` (a native client,
+   so the client does not eat the server's cores in Python) for ``--seconds`` per phase, with a Lua
+   script cycling through pre-built request bodies:
    ``embedding``: ``POST /v1/auctions`` with query embeddings near random centers;
-   ``text``: ``POST /v1/auctions`` with conversations drawn from ``--distinct-texts`` different texts
-   (so the embedding cache is exercised: the first use of a text is embedded, repeats are cache hits);
-   ``billing``: ``POST /v1/auctions/{id}/billing`` for auctions won in the embedding phase;
-4. prints, per phase, throughput and p50/p90/p99 latency (client side, over HTTP), and the share of the
-   server's auction time spent embedding, clearing (``adspace.mechanisms.vcg.Market.clear`` and the
-   eligibility mask, lock waits included) and in the database (read from ``GET /v1/stats``).
+   ``text``: ``POST /v1/auctions`` with conversations drawn from ``--distinct-texts`` texts, each
+   embedded once beforehand (the embedding cache is warm);
+   ``billing``: ``POST /v1/auctions/{id}/billing``, each on a different auction won before (first
+   charges, never repeats);
+   and the same request shapes against the ceiling;
+4. prints, per phase and concurrency: throughput, p50/p90/p99 latency (wrk's), non-2xx count, the ratios
+   exchange/ceiling, and the server's own time shares (embedding, clearing, database) with
+   ``auctions_per_kernel_call`` and ``ops_per_commit`` (read from ``GET /v1/stats``).
 
-Usage: ``python benchmarks/exchange_load.py [--campaigns 10000] [--requests 3000] [--concurrency 8]``.
-Everything runs on this machine; the server is stopped at the end.
+Usage: ``python benchmarks/exchange_load.py [--campaigns 10000] [--concurrency 8 32] [--seconds 8]``.
+Everything runs on this machine (loopback only); both servers are stopped at the end.
 """
 
 from __future__ import annotations
@@ -27,12 +32,12 @@ import json
 import os
 import platform
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -115,96 +120,172 @@ def seed(database_url: str, admin_key: str, n: int, rng: np.random.Generator) ->
     return pub.api_key, centers
 
 
-def percentiles(lat: list[float]) -> dict[str, float]:
-    a = np.asarray(lat) * 1000.0
-    return {f"p{q}_ms": round(float(np.percentile(a, q)), 2) for q in (50, 90, 99)} | {
-        "max_ms": round(float(a.max()), 2)
-    }
+WRK_LUA = """
+local bodies = {}
+local paths = {}
+local idx = 0
+local method = "%(method)s"
+local headers = {["Authorization"] = "Bearer %(key)s", ["Content-Type"] = "application/json"}
+for line in io.lines("%(file)s") do
+  if method == "POST_BODY" then bodies[#bodies + 1] = line else paths[#paths + 1] = line end
+end
+local counter = 0
+setup = function(thread)
+  thread:set("offset", counter)
+  counter = counter + 1
+end
+init = function(args)
+  idx = offset * 7919
+end
+request = function()
+  idx = idx + 1
+  if method == "POST_BODY" then
+    return wrk.format("POST", "/v1/auctions", headers, bodies[(idx %% #bodies) + 1])
+  end
+  return wrk.format("POST", paths[(idx %% #paths) + 1], headers, "")
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "WRKJSON {\\"requests\\": %%d, \\"seconds\\": %%.4f, \\"p50_ms\\": %%.3f, \\"p90_ms\\": %%.3f, " ..
+    "\\"p99_ms\\": %%.3f, \\"max_ms\\": %%.3f, \\"non2xx\\": %%d, \\"socket_errors\\": %%d}\\n",
+    summary.requests, summary.duration / 1e6, latency:percentile(50) / 1000, latency:percentile(90) / 1000,
+    latency:percentile(99) / 1000, latency.max / 1000, e.status, e.connect + e.read + e.write + e.timeout))
+end
+"""
 
 
-def run_phase(name, make_request, n: int, concurrency: int, max_seconds: float) -> dict:
-    """``make_request(session, i)`` -> (ok, extra); n requests over ``concurrency`` threads, bounded in time."""
-    lat: list[float] = []
-    errors = 0
-    extras: list = []
-    lock = threading.Lock()
-    counter = iter(range(n))
-    deadline = time.monotonic() + max_seconds
+def wrk(base: str, key: str, method: str, lines: list[str], concurrency: int, seconds: float, tmp: Path) -> dict:
+    """One wrk run: ``method`` POST_BODY (``lines`` are auction bodies) or POST_PATH (``lines`` are paths)."""
+    data = tmp / f"wrk-{method}-{len(lines)}-{secrets.token_hex(3)}.txt"
+    data.write_text("\n".join(lines) + "\n")
+    script = tmp / f"{data.stem}.lua"
+    script.write_text(WRK_LUA % {"method": method, "key": key, "file": str(data)})
+    threads = min(2, concurrency)
+    cmd = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{concurrency}",
+        f"-d{max(1, round(seconds))}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(script),
+        base,
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
+    line = next(ln for ln in out.splitlines() if ln.startswith("WRKJSON "))
+    r = json.loads(line[len("WRKJSON ") :])
+    r["per_second"] = round(r["requests"] / r["seconds"], 1)
+    return r
 
-    def worker():
-        nonlocal errors
-        sess = requests.Session()
-        while time.monotonic() < deadline:
-            with lock:
-                i = next(counter, None)
-            if i is None:
-                return
-            t0 = time.perf_counter()
-            ok, extra = make_request(sess, i)
-            dt = time.perf_counter() - t0
-            with lock:
-                if ok:
-                    lat.append(dt)
-                    extras.append(extra)
-                else:
-                    errors += 1
 
+def profile_summary(raw: Path, top: int = 20) -> dict:
+    """Summarise py-spy's collapsed stacks: the functions with the most samples, self and inclusive."""
+    self_n: dict[str, int] = {}
+    incl: dict[str, int] = {}
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        n = int(count)
+        total += n
+        frames = [
+            f.split(" (")[0] + " (" + f.split(" (")[-1].split(":")[0].split("/")[-1] + ")" for f in stack.split(";")
+        ]
+        self_n[frames[-1]] = self_n.get(frames[-1], 0) + n
+        for f in set(frames):
+            incl[f] = incl.get(f, 0) + n
+
+    def best(d: dict) -> list:
+        return [[k, round(v / total, 3)] for k, v in sorted(d.items(), key=lambda kv: -kv[1])[:top]]
+
+    return {"samples": total, "self": best(self_n), "inclusive": best(incl)}
+
+
+def wait_ready(base: str, proc: subprocess.Popen, log: Path, *, model: bool) -> float:
     t0 = time.perf_counter()
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - t0
-    out = {
-        "phase": name,
-        "requests": len(lat),
-        "errors": errors,
-        "seconds": round(wall, 2),
-        "throughput_rps": round(len(lat) / wall, 1),
-    }
-    if lat:
-        out |= percentiles(lat)
-    return out, extras
+    while True:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited: {log.read_text()[-3000:]}")
+        try:
+            h = requests.get(base + "/healthz", timeout=1).json()
+            if not model or h.get("model_loaded"):
+                return time.perf_counter() - t0
+        except requests.RequestException:
+            pass
+        if time.perf_counter() - t0 > 300:
+            raise SystemExit("server did not become ready")
+        time.sleep(0.2)
 
 
 def shares(before: dict, after: dict) -> dict:
-    d = {k: after["seconds"][k] - before["seconds"][k] for k in after["seconds"]}
-    total = d["total"] or 1e-12
+    """The server's time and batching counters between two ``/v1/stats`` reads (summed over processes seen)."""
+    sec = {k: after["seconds"][k] - before["seconds"][k] for k in after["seconds"]}
     n = after["auctions"] - before["auctions"]
+    total = sec["total"] or 1.0
+    kb = after["clearing_batches"] - before["clearing_batches"]
+    kq = after["clearing_queries"] - before["clearing_queries"]
+    cb = after["commits"] - before["commits"]
+    co = after["committed_ops"] - before["committed_ops"]
     return {
-        "auctions": n,
-        "server_ms_per_auction": round(1000 * d["total"] / max(n, 1), 3),
-        "share_embedding": round(d["embed"] / total, 3),
-        "share_clearing": round(d["clear"] / total, 3),
-        "share_database": round(d["db"] / total, 3),
-        "share_other": round(max(0.0, 1 - (d["embed"] + d["clear"] + d["db"]) / total), 3),
-        "auctions_per_kernel_call": round(
-            (after["clearing_queries"] - before["clearing_queries"])
-            / max(1, after["clearing_batches"] - before["clearing_batches"]),
-            2,
-        ),
+        "server_auctions": n,
+        "server_ms_per_auction": round(1000 * total / n, 3) if n else None,
+        "server_share": {k: round(sec[k] / total, 3) for k in ("embed", "clear", "db")},
+        "auctions_per_kernel_call": round(kq / kb, 2) if kb else None,
+        "ops_per_commit": round(co / cb, 2) if cb else None,
     }
+
+
+def start(cmd: list[str], env: dict, log: Path) -> subprocess.Popen:
+    return subprocess.Popen(cmd, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def held_auctions(url: str, limit: int) -> list[str]:
+    """Ids of auctions won and still held (for first-charge billing requests)."""
+    from sqlalchemy import create_engine, text
+
+    from adspace.exchange.config import normalize_database_url
+
+    eng = create_engine(normalize_database_url(url))
+    with eng.connect() as c:
+        ids = c.execute(text("SELECT id FROM auctions WHERE status = 'held' LIMIT :n"), {"n": limit}).scalars().all()
+    eng.dispose()
+    return list(ids)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--campaigns", type=int, default=10_000)
-    ap.add_argument("--requests", type=int, default=3000, help="auctions with embeddings")
-    ap.add_argument("--text-requests", type=int, default=1000)
+    ap.add_argument("--concurrency", type=int, nargs="+", default=[8, 32])
+    ap.add_argument("--seconds", type=float, default=8.0, help="wrk duration of each phase")
     ap.add_argument("--distinct-texts", type=int, default=200)
-    ap.add_argument("--billing", type=int, default=1000)
-    ap.add_argument("--concurrency", type=int, default=8)
-    ap.add_argument("--max-seconds", type=float, default=120.0, help="cap per phase")
+    ap.add_argument("--phases", nargs="+", default=["embedding", "text", "billing"])
+    ap.add_argument("--workers", type=int, default=1, help="exchange processes (PostgreSQL only for > 1)")
     ap.add_argument(
         "--database-url",
         default=None,
         help="default: a fresh SQLite file in a temporary directory; for postgresql://..., a fresh database "
         "is created on that server (and dropped at the end)",
     )
+    ap.add_argument("--no-ceiling", action="store_true", help="skip the stack ceiling")
+    ap.add_argument(
+        "--py-spy", default=None, help="path to py-spy: profile the server during the first embedding phase"
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     args = ap.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk not found: install Debian's wrk (apt-get install wrk)")
 
     rng = np.random.default_rng(args.seed)
     tmp = Path(tempfile.mkdtemp(prefix="adspace-load-"))
@@ -216,8 +297,8 @@ def main() -> None:
     pub_key, centers = seed(url, admin_key, args.campaigns, rng)
     seed_s = time.perf_counter() - t0
 
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
+    port, cport = free_port(), free_port()
+    base, cbase = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{cport}"
     env = {
         **os.environ,
         "ADSPACE_ADMIN_KEY": admin_key,
@@ -225,104 +306,102 @@ def main() -> None:
         "ADSPACE_PRELOAD_MODEL": "1",
         "ADSPACE_PUBLIC_URL": base,
     }
-    log = open(tmp / "server.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "adspace.exchange", "--port", str(port), "--database-url", url],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    cmd = [sys.executable, "-m", "adspace.exchange", "--port", str(port), "--database-url", url, "--no-access-log"]
+    cmd += ["--workers", str(args.workers)]
+    proc = start(cmd, env, tmp / "server.log")
+    ceiling = None
+    if not args.no_ceiling:
+        here = Path(__file__).resolve().parent
+        ceiling = start([sys.executable, str(here / "stack_ceiling.py"), "--port", str(cport)], env, tmp / "c.log")
     try:
-        t0 = time.perf_counter()
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"server exited: {(tmp / 'server.log').read_text()[-2000:]}")
-            try:
-                h = requests.get(base + "/healthz", timeout=1).json()
-                if h["model_loaded"]:
-                    break
-            except requests.RequestException:
-                pass
-            if time.perf_counter() - t0 > 300:
-                raise SystemExit("server did not become ready")
-            time.sleep(0.2)
-        start_s = time.perf_counter() - t0
-        auth = {"Authorization": f"Bearer {pub_key}"}
+        start_s = wait_ready(base, proc, tmp / "server.log", model=True)
+        if ceiling is not None:
+            wait_ready(cbase, ceiling, tmp / "c.log", model=False)
         admin = {"Authorization": f"Bearer {admin_key}"}
-        stats = lambda: requests.get(base + "/v1/stats", headers=admin, timeout=30).json()  # noqa: E731
+        auth = {"Authorization": f"Bearer {pub_key}"}
+
+        def stats() -> dict:
+            return requests.get(base + "/v1/stats", headers=admin, timeout=30).json()
 
         # queries near random centers (so the top scores compete)
-        nq = max(args.requests, 1)
+        nq = 2000
         idx = rng.integers(0, args.campaigns, nq)
         queries = centers[idx] + 0.3 * rng.standard_normal((nq, DIM)) / np.sqrt(DIM)
         queries /= np.linalg.norm(queries, axis=1, keepdims=True)
-        bodies = [json.dumps({"embedding": q.tolist()}) for q in queries]
+        emb_bodies = [json.dumps({"embedding": q.tolist()}) for q in queries]
         texts = [
             f"I'm looking into {TOPICS[i % len(TOPICS)]} (question {i}): what would you recommend?"
             for i in range(args.distinct_texts)
         ]
-        hdr = {**auth, "content-type": "application/json"}
+        text_bodies = [json.dumps({"messages": [{"role": "user", "content": t}]}) for t in texts]
+        for b in text_bodies:  # warm the embedding cache: each text embedded once
+            requests.post(base + "/v1/auctions", data=b, headers={**auth, "content-type": "application/json"})
+        wrk(base, pub_key, "POST_BODY", emb_bodies[:200], 2, 2, tmp)  # warm-up
+        if ceiling is not None:
+            wrk(cbase, pub_key, "POST_BODY", emb_bodies[:200], 2, 2, tmp)
 
-        def emb_req(sess, i):
-            r = sess.post(base + "/v1/auctions", data=bodies[i % nq], headers=hdr, timeout=60)
-            ok = r.status_code == 200
-            return ok, (r.json()["auction_id"] if ok and r.json()["filled"] else None)
-
-        text_order = rng.integers(0, len(texts), max(args.text_requests, 1))
-
-        def text_req(sess, i):
-            body = {"messages": [{"role": "user", "content": texts[int(text_order[i])]}]}
-            r = sess.post(base + "/v1/auctions", json=body, headers=auth, timeout=60)
-            return r.status_code == 200, None
-
-        run_phase("warmup", emb_req, 50, 2, 60)
-        s0 = stats()
-        emb, won = run_phase("embedding", emb_req, args.requests, args.concurrency, args.max_seconds)
-        s1 = stats()
-        emb |= shares(s0, s1)
-        txt, _ = run_phase("text", text_req, args.text_requests, args.concurrency, args.max_seconds)
-        s2 = stats()
-        txt |= shares(s1, s2)
-        txt["embedding_cache"] = {
-            "distinct_texts": args.distinct_texts,
-            "hits": s2["embedding_cache"]["hits"] - s1["embedding_cache"]["hits"],
-            "misses": s2["embedding_cache"]["misses"] - s1["embedding_cache"]["misses"],
-        }
-        won = [a for a in won if a][: args.billing]
-
-        def bill_req(sess, i):
-            r = sess.post(f"{base}/v1/auctions/{won[i]}/billing", headers=auth, timeout=60)
-            return r.status_code == 200, None
-
-        bill, _ = run_phase("billing", bill_req, len(won), args.concurrency, args.max_seconds)
+        phases = []
+        profiled = False
+        for conc in args.concurrency:
+            for phase in args.phases:
+                if phase == "billing":
+                    # enough distinct held auctions for every request of the phase to be a first charge
+                    need = int(4000 * args.seconds * args.workers)
+                    paths = [f"/v1/auctions/{a}/billing" for a in held_auctions(url, need)]
+                    method, lines = "POST_PATH", paths
+                else:
+                    method, lines = "POST_BODY", emb_bodies if phase == "embedding" else text_bodies
+                s0 = stats()
+                spy = None
+                if args.py_spy and phase == "embedding" and not profiled:
+                    raw = tmp / "profile.txt"
+                    spy_cmd = [args.py_spy, "record", "--pid", str(proc.pid), "--format", "raw", "--nonblocking"]
+                    spy_cmd += ["--subprocesses", "--duration", str(max(1, round(args.seconds) - 1)), "-o", str(raw)]
+                    spy = subprocess.Popen(spy_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                ex = wrk(base, pub_key, method, lines, conc, args.seconds, tmp)
+                s1 = stats()
+                row = {"phase": phase, "concurrency": conc, "exchange": ex, "server": shares(s0, s1)}
+                if spy is not None:
+                    spy.wait(timeout=60)
+                    row["profile"] = profile_summary(raw)
+                    profiled = True
+                if phase == "billing" and ex["requests"] > len(lines):
+                    row["note"] = f"ran out of distinct auctions: {ex['requests'] - len(lines)} repeats"
+                if ceiling is not None:
+                    c = wrk(cbase, pub_key, method, lines, conc, args.seconds, tmp)
+                    row["ceiling"] = c
+                    row["ratio_throughput"] = round(ex["per_second"] / c["per_second"], 3)
+                    row["ratio_p99"] = round(ex["p99_ms"] / c["p99_ms"], 3)
+                phases.append(row)
+                print(json.dumps(row), file=sys.stderr, flush=True)
         check = requests.get(base + "/v1/ledger/check", headers=admin, timeout=60).json()
         result = {
             "benchmark": "exchange_load",
+            "client": "wrk",
             "database": url.split(":", 1)[0],
+            "workers": args.workers,
             "campaigns": args.campaigns,
-            "concurrency": args.concurrency,
+            "seconds_per_phase": args.seconds,
             "seed_seconds": round(seed_s, 2),
             "server_ready_seconds": round(start_s, 2),
-            "phases": [emb, txt, bill],
+            "phases": phases,
             "ledger_balanced": check["balanced"],
             "machine": {
                 "cpus": os.cpu_count(),
-                "load_average_1m_at_end": round(os.getloadavg()[0], 2),
+                "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
                 "python": platform.python_version(),
                 "platform": platform.platform(),
             },
-            "notes": "client and server share this machine's cores; latencies are end to end over loopback HTTP",
+            "notes": "client (wrk), exchange and ceiling share this machine's cores; latencies are wrk's, over "
+            "loopback HTTP; the ceiling is measured right after the exchange for each phase",
         }
         print(json.dumps(result, indent=2))
         if args.out:
             args.out.write_text(json.dumps(result, indent=2) + "\n")
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        stop(proc)
+        if ceiling is not None:
+            stop(ceiling)
         if drop:
             drop()
 

@@ -19,6 +19,14 @@ def serve(
         "postgresql://user:pass@host/db uses psycopg 3.",
     ),
     demo: bool = typer.Option(False, help="Seed an empty database with a demo market and print the keys to try it."),
+    workers: int = typer.Option(
+        1,
+        min=1,
+        max=64,
+        help="Server processes (PostgreSQL only: they share the database and keep their markets in step; "
+        "SQLite has one writer per file, so it runs one process).",
+    ),
+    access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="Log every request (uvicorn)."),
 ) -> None:
     """Serve the ad exchange over HTTP (OpenAPI docs at /docs)."""
     import uvicorn
@@ -32,6 +40,13 @@ def serve(
     settings = Settings.from_env().with_overrides(database_url=database_url)
     if not os.environ.get("ADSPACE_PUBLIC_URL"):
         settings = settings.with_overrides(public_url=f"http://{host}:{port}")
+    if workers > 1 and settings.database_url.startswith("sqlite"):
+        console.print(
+            "[red]error:[/] --workers: SQLite allows one writer per database file, so the exchange runs one "
+            "process on it (its writes are group-committed); use --database-url postgresql://... for "
+            f"--workers {workers}"
+        )
+        raise typer.Exit(2)
     ex = Exchange(settings)
     ex.migrate()
     admin_key = ex.bootstrap_admin()
@@ -49,11 +64,29 @@ def serve(
         else:
             console.print("Database already has accounts: demo seeding skipped (keys were printed at first start).")
     console.print(f"Serving on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
+    if workers == 1:
+        uvicorn.run(
+            create_app(settings, exchange=ex),
+            host=host,
+            port=port,
+            workers=1,
+            log_level="info",
+            access_log=access_log,
+            timeout_graceful_shutdown=5,
+        )
+        return
+    # Several processes: each builds its own app from the environment (migrations and keys are done above).
+    ex.close()
+    os.environ["ADSPACE_DATABASE_URL"] = settings.database_url
+    os.environ["ADSPACE_PUBLIC_URL"] = settings.public_url
+    console.print(f"{workers} worker processes (PostgreSQL)")
     uvicorn.run(
-        create_app(settings, exchange=ex),
+        "adspace.exchange.app:create_app",
+        factory=True,
         host=host,
         port=port,
-        workers=1,
+        workers=workers,
         log_level="info",
+        access_log=access_log,
         timeout_graceful_shutdown=5,
     )

@@ -82,6 +82,9 @@ class Settings:
     preload_model: bool = True
     #: SQLite commit durability: FULL (power-loss safe) or NORMAL (process-crash safe, faster).
     sqlite_synchronous: str = "FULL"
+    #: Under load, how long the auction pipeline waits for auctions on their way before clearing a batch
+    #: (microseconds; an idle exchange never waits).
+    batch_window_us: int = 200
     #: Base URL written into OpenRTB notice URLs (nurl/burl/lurl).
     public_url: str = "http://127.0.0.1:8000"
 
@@ -100,6 +103,7 @@ class Settings:
             preload_model=_bool("ADSPACE_PRELOAD_MODEL", True),
             public_url=(os.environ.get("ADSPACE_PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/"),
             sqlite_synchronous=(os.environ.get("ADSPACE_SQLITE_SYNCHRONOUS") or "FULL").strip().upper(),
+            batch_window_us=_int("ADSPACE_BATCH_WINDOW_US", 200, lo=0, hi=100_000),
         )
 
     def with_overrides(self, **kwargs) -> Settings:

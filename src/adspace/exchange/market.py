@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import math
 import threading
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import date, datetime
 
 import numpy as np
 
 from adspace.mechanisms.vcg import Clearing, Market
 
-__all__ = ["CampaignState", "LiveMarket", "Outcome", "EXCLUSION_REASONS"]
+__all__ = ["CampaignState", "LiveMarket", "Outcome", "Query", "EXCLUSION_REASONS"]
 
 #: Why a campaign was left out of an auction, in the order they are checked.
 EXCLUSION_REASONS = ("paused", "schedule", "budget", "daily_budget", "keyword", "relevance")
@@ -98,72 +98,29 @@ def _day_number(day: str | None) -> int:
     return 0 if not day else date.fromisoformat(day).toordinal()
 
 
-class _Job:
-    __slots__ = ("market", "x", "reserve", "mask", "result", "error", "done")
+@dataclass(frozen=True)
+class Query:
+    """One auction's request to the market: its point (``None`` when only keywords were given), keywords,
+    reserve, relevance gate τ, and campaigns to leave out (after refused holds)."""
 
-    def __init__(self, market: Market, x: np.ndarray, reserve: float, mask: np.ndarray):
-        self.market, self.x, self.reserve, self.mask = market, x, reserve, mask
-        self.result: Clearing | None = None
-        self.error: BaseException | None = None
-        self.done = False
+    x: np.ndarray | None
+    keywords: list[str] | None = None
+    reserve_micros: int = 0
+    tau: float | None = None
+    exclude: frozenset[str] = frozenset()
 
 
-class _Batcher:
-    """Clears concurrent auctions together: one :meth:`Market.clear` call for the queries that arrive
-    while the previous batch is being cleared (no added delay; a lone request is a batch of one).
+@dataclass
+class _Prepared:
+    """A query with its point, eligibility mask and explain counts, ready for the kernel."""
 
-    One query costs a pass over the whole prepared market (memory-bound); a batch of ``Q`` queries
-    shares that pass. Queries are grouped by market and reserve (``clear`` takes one reserve); each
-    keeps its own eligibility mask, so every outcome is exactly what clearing it alone would give.
-    """
-
-    def __init__(self):
-        self._cond = threading.Condition()
-        self._pending: list[_Job] = []
-        self._busy = False
-        self.batches = 0
-        self.queries = 0
-
-    def clear(self, market: Market, x: np.ndarray, reserve: float, mask: np.ndarray) -> Clearing:
-        job = _Job(market, x, reserve, mask)
-        with self._cond:
-            self._pending.append(job)
-            while not job.done:
-                if self._busy:
-                    self._cond.wait()
-                    continue
-                self._busy = True
-                batch, self._pending = self._pending, []
-                self._cond.release()
-                try:
-                    self._run(batch)
-                finally:
-                    self._cond.acquire()
-                    self._busy = False
-                    self._cond.notify_all()
-        if job.error is not None:
-            raise job.error
-        return job.result
-
-    def _run(self, batch: list[_Job]) -> None:
-        groups: dict[tuple[int, float], list[_Job]] = {}
-        for job in batch:
-            groups.setdefault((id(job.market), job.reserve), []).append(job)
-        for jobs in groups.values():
-            try:
-                xs = np.vstack([j.x for j in jobs])
-                masks = np.vstack([j.mask for j in jobs])
-                out = jobs[0].market.clear(xs, reserve=jobs[0].reserve, eligible=masks)
-                for i, j in enumerate(jobs):
-                    j.result = Clearing(**{f.name: getattr(out, f.name)[i : i + 1] for f in fields(Clearing)})
-            except BaseException as exc:  # noqa: BLE001 - handed to every waiting request
-                for j in jobs:
-                    j.error = exc
-            finally:
-                for j in jobs:
-                    j.done = True
-            self.batches += 1
-            self.queries += len(jobs)
+    x: np.ndarray | None
+    row_ok: np.ndarray | None
+    considered: int
+    excluded: dict[str, int]
+    point: str
+    keyword: str | None
+    reserve: int
 
 
 class LiveMarket:
@@ -185,8 +142,10 @@ class LiveMarket:
         self._arr: dict[str, np.ndarray] = {}
         self._states: list[CampaignState] = []
         self._removed = 0
-        self._batcher = _Batcher()
+        self._simple = True  # one row per campaign, all embedding rows (no keyword campaigns)
         self.rebuilds = 0
+        self.batches = 0  # kernel calls that cleared auctions (each may hold several)
+        self.batched_queries = 0  # auctions cleared by them
 
     # -- keeping in step -----------------------------------------------------------------------------
     def upsert(self, state: CampaignState) -> None:
@@ -264,15 +223,6 @@ class LiveMarket:
     def __len__(self) -> int:
         return len(self._camps)
 
-    @property
-    def batches(self) -> int:
-        """How many kernel calls cleared auctions (each may hold several concurrent auctions)."""
-        return self._batcher.batches
-
-    @property
-    def batched_queries(self) -> int:
-        return self._batcher.queries
-
     def _ensure(self) -> None:
         if not self._dirty:
             return
@@ -313,6 +263,7 @@ class LiveMarket:
         self._keyword_point = kw_point
         self._embedding_rows = np.asarray([k is None for k in row_kw], dtype=bool)
         n = len(camps)
+        self._simple = bool(self._embedding_rows.all()) and len(row_camp) == n
         self._arr = {
             "live": np.ones(n, dtype=bool),
             "active": np.zeros(n, dtype=bool),
@@ -356,23 +307,75 @@ class LiveMarket:
         exclude: frozenset[str] = frozenset(),
     ) -> Outcome:
         """Clear one auction. ``x``: the query embedding (``None`` when only keywords were given)."""
+        return self.run_batch([Query(x, keywords, reserve_micros, tau, exclude)], now)[0]
+
+    def run_batch(self, queries: list[Query], now: datetime) -> list[Outcome]:
+        """Clear several auctions together: one :meth:`Market.clear` call per distinct reserve.
+
+        Each query keeps its own eligibility mask, so every outcome is exactly what clearing it alone
+        would give; what is shared is the pass over the prepared market (memory-bound for one query)
+        and the campaign-level eligibility (status, schedule, budgets at ``now``), computed once.
+        """
         with self._lock:
             self._ensure()
-            today = now.date().toordinal()
             n = len(self._camps)
-            keyword = next((k for k in (keywords or []) if k in self._keyword_rows), None)
-            point_kind = "keyword" if keyword is not None else "query"
-            if keyword is not None:
-                x = self._keyword_point[keyword]
-            excluded = dict.fromkeys(EXCLUSION_REASONS, 0)
-            if x is None or self._market is None or n == 0:
-                return Outcome(False, None, 0, None, None, None, 0, n, excluded, False, point_kind, keyword)
+            prepared: list[_Prepared] = []
+            base = None
+            for q in queries:
+                keyword = next((k for k in (q.keywords or []) if k in self._keyword_rows), None)
+                point_kind = "keyword" if keyword is not None else "query"
+                x = self._keyword_point[keyword] if keyword is not None else q.x
+                if x is None or self._market is None or n == 0:
+                    prepared.append(
+                        _Prepared(None, None, 0, dict.fromkeys(EXCLUSION_REASONS, 0), point_kind, keyword, 0)
+                    )
+                    continue
+                if base is None:
+                    base = self._base_eligibility(now)
+                prepared.append(self._prepare(q, x, keyword, point_kind, base))
+            # Clear outside the lock (NumPy releases the GIL): the prepared market is never mutated (a
+            # rebuild makes a new one), and the masks are this call's own.
+            market, row_camp, states = self._market, self._row_camp, self._states
+        outcomes: list[Outcome | None] = [None] * len(queries)
+        groups: dict[int, list[int]] = {}
+        for i, p in enumerate(prepared):
+            if p.x is None:
+                outcomes[i] = Outcome(False, None, 0, None, None, None, 0, n, p.excluded, False, p.point, p.keyword)
+            else:
+                groups.setdefault(p.reserve, []).append(i)
+        for reserve, idx in groups.items():
+            xs = np.vstack([prepared[i].x for i in idx])
+            masks = np.vstack([prepared[i].row_ok for i in idx])
+            clearing = market.clear(xs, reserve=float(reserve), eligible=masks)
+            self.batches += 1
+            self.batched_queries += len(idx)
+            for k, i in enumerate(idx):
+                outcomes[i] = self._outcome(prepared[i], clearing, k, n, row_camp, states)
+        return outcomes
 
-            camp_ok, reasons = self._campaign_reasons(now.timestamp(), today)
-            if exclude:
-                for cid in exclude:
-                    if cid in self._pos:
-                        camp_ok[self._pos[cid]] = False
+    def _base_eligibility(self, now: datetime) -> tuple[np.ndarray, dict[str, int], np.ndarray]:
+        """Campaign eligibility before keyword and relevance, the counts of each reason, and who is left."""
+        camp_ok, reasons = self._campaign_reasons(now.timestamp(), now.date().toordinal())
+        counts: dict[str, int] = {}
+        left = self._arr["live"].copy()
+        for name in ("paused", "schedule", "budget", "daily_budget"):
+            hit = reasons[name] & left
+            counts[name] = int(hit.sum())
+            left &= ~hit
+        return camp_ok, counts, left
+
+    def _prepare(self, q: Query, x: np.ndarray, keyword: str | None, point_kind: str, base) -> _Prepared:
+        camp_ok, counts, left = base
+        excluded = dict.fromkeys(EXCLUSION_REASONS, 0)
+        excluded.update(counts)
+        if q.exclude:
+            camp_ok = camp_ok.copy()
+            for cid in q.exclude:
+                if cid in self._pos:
+                    camp_ok[self._pos[cid]] = False
+        if self._simple:
+            row_ok = camp_ok.copy()
+        else:
             row_ok = camp_ok[self._row_camp]
             # Keyword rows: only those of the auction's keyword (σ → 0: every other keyword's value is 0).
             kw_row_ok = np.zeros(row_ok.shape[0], dtype=bool)
@@ -380,60 +383,52 @@ class LiveMarket:
                 kw_row_ok[self._keyword_rows[keyword]] = True
             row_kw_fail = ~self._embedding_rows & ~kw_row_ok
             row_ok &= ~row_kw_fail
-            # Relevance gate: ‖x − c‖² <= τ (a filter on the report; see docs/exchange.md).
-            row_tau_fail = np.zeros(row_ok.shape[0], dtype=bool)
-            if tau is not None:
-                cand = np.flatnonzero(row_ok & self._embedding_rows)
-                if cand.size:
-                    diff = self._market.centers[cand] - x
-                    d2 = np.einsum("ij,ij->i", diff, diff)
-                    row_tau_fail[cand[d2 > tau]] = True
-                row_ok &= ~row_tau_fail
-
-            # Explain: each live campaign counted once, under the first reason that left it out.
-            left = self._arr["live"].copy()
-            for name in ("paused", "schedule", "budget", "daily_budget"):
-                hit = reasons[name] & left
-                excluded[name] = int(hit.sum())
-                left &= ~hit
-            camp_kw_fail = np.ones(
-                len(self._states), dtype=bool
-            )  # a campaign fails the keyword test if all its rows do
+        # Relevance gate: ‖x − c‖² <= τ (a filter on the report; see docs/exchange.md).
+        if q.tau is not None:
+            cand = np.flatnonzero(row_ok & self._embedding_rows)
+            if cand.size:
+                diff = self._market.centers[cand] - x
+                d2 = np.einsum("ij,ij->i", diff, diff)
+                row_ok[cand[d2 > q.tau]] = False
+        # Explain: each live campaign counted once, under the first reason that left it out.
+        if self._simple:
+            camp_any_ok = row_ok
+        else:
+            camp_kw_fail = np.ones(len(self._states), dtype=bool)  # fails if all its rows do
             np.logical_and.at(camp_kw_fail, self._row_camp, row_kw_fail)
             hit = camp_kw_fail & left
             excluded["keyword"] = int(hit.sum())
-            left &= ~hit
+            left = left & ~hit
             camp_any_ok = np.zeros(len(self._states), dtype=bool)
             np.logical_or.at(camp_any_ok, self._row_camp, row_ok)
-            excluded["relevance"] = int((left & ~camp_any_ok).sum())
-            considered = int(camp_any_ok.sum())
+        excluded["relevance"] = int((left & ~camp_any_ok).sum())
+        considered = int(camp_any_ok.sum())
+        return _Prepared(x, row_ok, considered, excluded, point_kind, keyword, int(q.reserve_micros))
 
-            # Clear outside the lock (NumPy releases the GIL, so auctions clear in parallel): the prepared
-            # market is never mutated (a rebuild makes a new one), and the mask is this call's own.
-            market, row_camp, states = self._market, self._row_camp, self._states
-        clearing = self._batcher.clear(market, x, float(reserve_micros), row_ok)
-        w = int(clearing.winner[0])
+    @staticmethod
+    def _outcome(p: _Prepared, clearing: Clearing, k: int, n: int, row_camp, states) -> Outcome:
+        w = int(clearing.winner[k])
         if w < 0:
             return Outcome(
-                False, None, 0, None, None, None, considered, n, excluded, considered > 0, point_kind, keyword
+                False, None, 0, None, None, None, p.considered, n, p.excluded, p.considered > 0, p.point, p.keyword
             )
         camp = states[int(row_camp[w])]
-        payment = float(clearing.payment[0])
+        payment = float(clearing.payment[k])
         # The kernel's payment lies in [reserve, winner's value] and the value is <= the bid, so its
         # floor lies in [reserve, bid] for an integer reserve; min() guards float rounding at the top.
         price = min(int(math.floor(payment)), camp.bid_micros)
-        r = int(clearing.runner_up[0])
+        r = int(clearing.runner_up[k])
         return Outcome(
             filled=True,
             campaign=camp,
             price_micros=price,
-            score=float(clearing.score[0]),
-            value_micros=float(clearing.value[0]),
-            runner_up_score=float(clearing.runner_up_score[0]) if r >= 0 else None,
-            considered=considered,
+            score=float(clearing.score[k]),
+            value_micros=float(clearing.value[k]),
+            runner_up_score=float(clearing.runner_up_score[k]) if r >= 0 else None,
+            considered=p.considered,
             total=n,
-            excluded=excluded,
+            excluded=p.excluded,
             below_reserve=False,
-            point=point_kind,
-            keyword=keyword,
+            point=p.point,
+            keyword=p.keyword,
         )

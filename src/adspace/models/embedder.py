@@ -118,6 +118,18 @@ class Embedder:
                     self._cache.popitem(last=False)
         return out
 
+    def cached(self, text: str) -> NDArray[np.float64] | None:
+        """The embedding of ``text`` if this process already computed it (counted as a hit), else ``None``.
+
+        Never loads the model: callers on an event loop use it to skip a thread hop for repeated texts.
+        """
+        with self._lock:
+            vec = self._cache.get(text)
+            if vec is not None:
+                self._cache.move_to_end(text)
+                self.hits += 1
+        return vec
+
     def embed_one(self, text: str) -> NDArray[np.float64]:
         """Embed one text to a ``(384,)`` unit vector."""
         return self.embed([text])[0]

@@ -15,14 +15,14 @@ router = APIRouter(prefix="/v1/auctions", tags=["auctions"])
 
 
 @router.post("", response_model=schemas.AuctionResponse)
-def run_auction(body: schemas.AuctionRequest, ex: ExchangeDep, who: Publisher):
+async def run_auction(body: schemas.AuctionRequest, ex: ExchangeDep, who: Publisher):
     """Run one auction for a conversation (`messages`) or a query `embedding`.
 
     The winner pays the Clarke pivot in whole micros (rounded down), never more than its bid and never
     less than `reserve_micros`. Its price is held against its budget until billed or expired.
     """
     text = conversation_text([m.model_dump() for m in body.messages]) if body.messages is not None else None
-    result = ex.auctions.run(
+    result = await ex.auctions.run_async(
         who,
         embedding=body.embedding,
         text=text,
@@ -50,9 +50,10 @@ def get_auction(auction_id: Id, ex: ExchangeDep, who: Publisher):
 
 
 @router.post("/{auction_id}/billing", response_model=schemas.BillingResult)
-def bill(auction_id: Id, ex: ExchangeDep, who: Publisher):
+async def bill(auction_id: Id, ex: ExchangeDep, who: Publisher):
     """The ad was shown: charge the winner. Exactly once; a repeat answers the same and charges nothing."""
-    return ex.billing.bill(who, auction_id)
+    result = await ex.billing.bill_async(who, auction_id)
+    return Response(result.model_dump_json(), media_type="application/json")
 
 
 @router.post("/{auction_id}/click", response_model=schemas.ClickResult)

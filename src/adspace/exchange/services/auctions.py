@@ -1,38 +1,59 @@
 """Auctions: the exchange's write path, in one straight line.
 
-``run``: the query point (an embedding, a keyword's point, or a conversation embedded by the
-model) -> :meth:`LiveMarket.run <adspace.exchange.market.LiveMarket.run>` (eligibility masks, then
-one :meth:`Market.clear <adspace.mechanisms.vcg.Market.clear>` shared with the concurrent auctions of
-the same micro-batch) -> one op for the group-commit writer (the winner's budget hold, a conditional
-``UPDATE ... RETURNING`` of its money, and the auction's row) -> the committed money applied to the
-in-memory market -> the result, from which the router shapes the response.
+A request (router, OpenRTB adapter or dashboard) turns its query into a point -- an embedding, a
+keyword's point, or a conversation embedded by the model -- and hands it to :meth:`AuctionService.submit`.
+One pipeline thread then repeatedly takes every auction queued so far (a micro-batch) and:
 
-A hold that fails its condition (a concurrent auction took the budget first, here or in another
-process) re-runs the auction on the refreshed market; after two such refusals the winner is left out.
+1. clears them together: :meth:`LiveMarket.run_batch <adspace.exchange.market.LiveMarket.run_batch>`
+   builds each auction's eligibility mask (vectorised over campaigns, the campaign-level part once per
+   batch) and makes one :meth:`Market.clear <adspace.mechanisms.vcg.Market.clear>` call per distinct
+   reserve;
+2. hands the batch's writes to the group-commit writer as one transaction: per auction, the winner's
+   budget hold (a compiled conditional ``UPDATE ... RETURNING`` of its money, re-checked by the
+   database under its row lock) and the auction's row;
+3. after the commit, applies the committed money to the in-memory market and answers every waiter.
+
+A hold that fails its condition (a concurrent auction, here or in another process, took the budget
+first) sends that auction back to the queue to be cleared again on the refreshed market; after two such
+refusals its winner is left out, after four the request gets 409.
+
+Batching adds no wait when the exchange is idle: the pipeline takes what is queued the moment it is
+free. Under load (the previous batch held more than one auction) it waits at most ``batch_window_us``
+(default 200 µs) for auctions already on their way, so batches fill. Nothing is acknowledged before
+its transaction has committed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import anyio
 import numpy as np
 from sqlalchemy import bindparam, case, insert, select, update
 from sqlalchemy.engine import Connection
 
 from adspace.exchange import schemas
 from adspace.exchange.config import Settings
-from adspace.exchange.market import CampaignState, LiveMarket, Outcome
+from adspace.exchange.market import CampaignState, LiveMarket, Outcome, Query
 from adspace.exchange.security import new_auction_id
 from adspace.exchange.services.common import Conflict, NotFound, Principal, as_utc, utcnow
 from adspace.exchange.store import Store
 from adspace.exchange.store.models import Auction, Campaign
 
 __all__ = ["AuctionResult", "AuctionService", "MONEY_COLUMNS", "money_of"]
+
+log = logging.getLogger("adspace.exchange")
+
+#: Most auctions cleared and committed together.
+MAX_BATCH = 128
 
 _c = Campaign.__table__.c
 
@@ -125,20 +146,90 @@ def explain(out: Outcome) -> dict[str, Any]:
     return ex
 
 
-class AuctionService:
-    """Clears, holds and records auctions; reads a publisher's own auctions back."""
+class _Job:
+    """One queued auction."""
 
-    def __init__(self, store: Store, market: LiveMarket, settings: Settings, embed):
+    __slots__ = ("who", "x", "keywords", "reserve", "tau", "source", "token", "exclude", "attempt", "future", "t0")
+
+    def __init__(self, who, x, keywords, reserve, tau, source, token):
+        self.who, self.x, self.keywords, self.reserve, self.tau = who, x, keywords, reserve, tau
+        self.source, self.token = source, token
+        self.exclude: set[str] = set()
+        self.attempt = 0
+        self.future: Future[AuctionResult] = Future()
+        self.t0 = time.perf_counter()
+
+
+class AuctionService:
+    """Clears, holds and records auctions in micro-batches; reads a publisher's own auctions back."""
+
+    def __init__(self, store: Store, market: LiveMarket, settings: Settings, embed, cached_embedding=None):
         self.store = store
         self.market = market
         self.settings = settings
         self.embed = embed
-        self.timings = {"embed": 0.0, "clear": 0.0, "db": 0.0, "total": 0.0, "auctions": 0}
+        self.cached_embedding = cached_embedding or (lambda text: None)
+        self.window_s = settings.batch_window_us / 1e6
+        #: Seconds: embedding (callers' threads), clearing, database and the whole pipeline (per batch),
+        #: and the sum of every auction's time from submit to answer.
+        self.timings = {"embed": 0.0, "clear": 0.0, "db": 0.0, "pipeline": 0.0, "latency": 0.0, "auctions": 0}
         self._timing_lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._queue: list[_Job] = []
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._last_batch = 0
 
-    def _time(self, key: str, seconds: float) -> None:
-        with self._timing_lock:
-            self.timings[key] += seconds
+    # -- the pipeline --------------------------------------------------------------------------------
+    def start(self) -> None:
+        with self._cond:
+            if self._thread is None:
+                self._closed = False
+                self._thread = threading.Thread(target=self._loop, name="adspace-auctions", daemon=True)
+                self._thread.start()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+            t, self._thread = self._thread, None
+        if t is not None:
+            t.join(timeout=10)
+
+    def point(self, embedding, text: str | None, keywords: list[str] | None) -> np.ndarray | None:
+        """The query point: the embedding, or the conversation embedded (``None`` when a keyword of a
+        keyword campaign decides the point, or no query was given)."""
+        if keywords and any(self.market.has_keyword(k) for k in keywords):
+            return None
+        if embedding is not None:
+            return np.asarray(embedding, dtype=np.float64)
+        if text is not None:
+            t0 = time.perf_counter()
+            x = self.embed([text])[0]
+            self._time("embed", time.perf_counter() - t0)
+            return x
+        return None
+
+    def submit(
+        self,
+        who: Principal,
+        x: np.ndarray | None,
+        *,
+        keywords: list[str] | None,
+        reserve_micros: int | None,
+        tau: float | None,
+        source: str = "rest",
+        notice_token: str | None = None,
+    ) -> Future[AuctionResult]:
+        """Queue an auction at point ``x`` (see :meth:`point`); the future resolves once it has committed."""
+        reserve = self.settings.default_reserve_micros if reserve_micros is None else reserve_micros
+        job = _Job(who, x, keywords, reserve, tau, source, notice_token)
+        if self._thread is None:
+            self.start()
+        with self._cond:
+            self._queue.append(job)
+            self._cond.notify()
+        return job.future
 
     def run(
         self,
@@ -153,55 +244,117 @@ class AuctionService:
         notice_token: str | None = None,
     ) -> AuctionResult:
         """Clear one auction, hold the winner's price against its budget, and record it (committed)."""
-        t_start = time.perf_counter()
-        reserve = self.settings.default_reserve_micros if reserve_micros is None else reserve_micros
-        x: np.ndarray | None = None
-        keyword_hit = keywords and any(self.market.has_keyword(k) for k in keywords)
-        if not keyword_hit:
-            if embedding is not None:
-                x = np.asarray(embedding, dtype=np.float64)
-            elif text is not None:
-                t0 = time.perf_counter()
-                x = self.embed([text])[0]
-                self._time("embed", time.perf_counter() - t0)
+        x = self.point(embedding, text, keywords)
+        fut = self.submit(
+            who, x, keywords=keywords, reserve_micros=reserve_micros, tau=tau, source=source, notice_token=notice_token
+        )
+        return fut.result()
+
+    async def run_async(
+        self,
+        who: Principal,
+        *,
+        embedding: list[float] | np.ndarray | None,
+        text: str | None,
+        keywords: list[str] | None,
+        reserve_micros: int | None,
+        tau: float | None,
+    ) -> AuctionResult:
+        """:meth:`run` for an event loop: never blocks it (a text not embedded before is embedded in a
+        worker thread; the auction waits for the pipeline without holding a thread)."""
+        x = None
+        if text is not None and embedding is None and not (keywords and any(map(self.market.has_keyword, keywords))):
+            x = self.cached_embedding(text)
+            if x is None:
+                x = await anyio.to_thread.run_sync(self.point, None, text, keywords)
+        else:
+            x = self.point(embedding, None, keywords)
+        fut = self.submit(who, x, keywords=keywords, reserve_micros=reserve_micros, tau=tau)
+        return await asyncio.wrap_future(fut)
+
+    def _time(self, key: str, seconds: float) -> None:
+        with self._timing_lock:
+            self.timings[key] += seconds
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closed:
+                    self._cond.wait()
+                if not self._queue:
+                    return
+                if self._last_batch > 1 and len(self._queue) < MAX_BATCH and self.window_s > 0:
+                    self._cond.wait(self.window_s)  # under load: let auctions on their way join
+                batch = self._queue[:MAX_BATCH]
+                del self._queue[:MAX_BATCH]
+            self._last_batch = len(batch)
+            try:
+                retry = self._process(batch)
+            except BaseException as exc:  # noqa: BLE001 - every waiter of the batch gets it
+                log.exception("auction batch failed")
+                for job in batch:
+                    if not job.future.done():
+                        job.future.set_exception(exc)
+                continue
+            if retry:
+                with self._cond:
+                    self._queue[:0] = retry
+
+    def _process(self, batch: list[_Job]) -> list[_Job]:
+        """Clear and commit one batch; returns the auctions whose hold was refused (to clear again)."""
+        t0 = time.perf_counter()
         now = utcnow()
-        exclude: set[str] = set()
-        try:
-            for attempt in range(4):
-                t0 = time.perf_counter()
-                out = self.market.run(
-                    x, keywords=keywords, reserve_micros=reserve, tau=tau, now=now, exclude=frozenset(exclude)
-                )
-                t1 = time.perf_counter()
-                result = self._record(who, out, now, source, notice_token)
-                t2 = time.perf_counter()
-                with self._timing_lock:
-                    self.timings["clear"] += t1 - t0
-                    self.timings["db"] += t2 - t1
-                if result is not None:
-                    with self._timing_lock:
-                        self.timings["auctions"] += 1
-                    return result
+        outs = self.market.run_batch(
+            [Query(j.x, j.keywords, j.reserve, j.tau, frozenset(j.exclude)) for j in batch], now
+        )
+        t1 = time.perf_counter()
+        day = now.strftime("%Y-%m-%d")
+        expires = now + timedelta(seconds=self.settings.hold_seconds)
+        records = [self._record(j, out, now, day, expires) for j, out in zip(batch, outs, strict=True)]
+        results = self.store.writer.submit_many([op for op, _ in records])
+        t2 = time.perf_counter()
+        retry: list[_Job] = []
+        done = 0
+        for job, out, (_, result), res in zip(batch, outs, records, results, strict=True):
+            if isinstance(res, BaseException):
+                job.future.set_exception(res)
+                continue
+            held, money = res
+            if not held:
                 # The winner's budget was taken by a concurrent auction: our copy was stale. Refresh, retry.
                 self.refresh_money(out.campaign.id)
-                if attempt >= 2:
-                    exclude.add(out.campaign.id)
-            raise Conflict("auction: could not hold a winner's budget after several tries; retry")
-        finally:
-            self._time("total", time.perf_counter() - t_start)
+                job.attempt += 1
+                if job.attempt >= 2:
+                    job.exclude.add(out.campaign.id)
+                if job.attempt >= 4:
+                    job.future.set_exception(
+                        Conflict("auction: could not hold a winner's budget after several tries; retry")
+                    )
+                else:
+                    retry.append(job)
+                continue
+            if money is not None:
+                self.market.set_money(out.campaign.id, **money_of(money))
+            done += 1
+            job.future.set_result(result)
+        t3 = time.perf_counter()
+        with self._timing_lock:
+            tm = self.timings
+            tm["clear"] += t1 - t0
+            tm["db"] += t2 - t1
+            tm["pipeline"] += t3 - t0
+            tm["auctions"] += done
+            tm["latency"] += sum(t3 - j.t0 for j in batch if j.future.done())
+        return retry
 
-    def _record(
-        self, who: Principal, out: Outcome, now: datetime, source: str, notice_token: str | None
-    ) -> AuctionResult | None:
-        """Hand the auction's writes to the group-commit writer; ``None`` if the hold was refused."""
-        day = now.strftime("%Y-%m-%d")
+    def _record(self, job: _Job, out: Outcome, now: datetime, day: str, expires: datetime):
+        """The auction's op for the writer and the result it answers with once committed."""
         why = explain(out)
-        expires = now + timedelta(seconds=self.settings.hold_seconds)
         camp = out.campaign if out.filled else None
         row = {
             "id": new_auction_id(),
-            "publisher_id": who.account_id,
-            "source": source,
+            "publisher_id": job.who.account_id,
+            "source": job.source,
             "created_at": now,
             "expires_at": expires,
             "day": day,
@@ -211,7 +364,7 @@ class AuctionService:
             "price_micros": out.price_micros,
             "status": "held" if out.filled else "no_fill",
             "keyword": out.keyword,
-            "notice_token": notice_token,
+            "notice_token": job.token,
             "explain": json.dumps(why),
             "billed_at": None,
             "clicked_at": None,
@@ -229,12 +382,7 @@ class AuctionService:
             conn.execute(_INSERT_AUCTION, row)
             return True, money
 
-        held, money = self.store.writer.submit(op)
-        if not held:
-            return None
-        if money is not None:
-            self.market.set_money(camp.id, **money_of(money))
-        return AuctionResult(
+        result = AuctionResult(
             auction_id=row["id"],
             filled=out.filled,
             campaign=camp,
@@ -243,6 +391,7 @@ class AuctionService:
             explain=why,
             outcome=out,
         )
+        return op, result
 
     def refresh_money(self, campaign_id: str) -> None:
         """Re-read a campaign's committed money into the market (after a refused hold)."""

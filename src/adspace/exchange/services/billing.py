@@ -9,11 +9,13 @@ charge. A repeat finds nothing to flip and reads back the first charge.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import threading
 from datetime import datetime
 
+import anyio
 from sqlalchemy import and_, bindparam, case, func, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
@@ -117,6 +119,32 @@ class BillingService:
     def bill(self, who: Principal, auction_id: str) -> schemas.BillingResult:
         """Charge the winner of ``auction_id`` exactly once; a repeat returns the same result."""
         now = utcnow()
+        try:
+            charged = self.store.writer.submit(self._charge_op(who, auction_id, now))
+        except IntegrityError:  # a concurrent charge won the unique (auction_id, kind); report it
+            charged = None
+        return self._settle(who, auction_id, now, charged)
+
+    async def bill_async(self, who: Principal, auction_id: str) -> schemas.BillingResult:
+        """:meth:`bill` for an event loop: waits for the group commit without holding a thread."""
+        now = utcnow()
+        try:
+            charged = await asyncio.wrap_future(self.store.writer.submit_future(self._charge_op(who, auction_id, now)))
+        except IntegrityError:
+            charged = None
+        if charged is not None:
+            return self._settle(who, auction_id, now, charged)
+        return await anyio.to_thread.run_sync(self._billing_result, who, auction_id, now)
+
+    def _settle(self, who: Principal, auction_id: str, now: datetime, charged) -> schemas.BillingResult:
+        if charged is None:  # not held by this publisher (any more): a repeat, or nothing to bill
+            return self._billing_result(who, auction_id, now)
+        result, campaign_id, money = charged
+        self.market.set_money(campaign_id, **money_of(money))
+        return result
+
+    def _charge_op(self, who: Principal, auction_id: str, now: datetime):
+        """The charge as an op for the writer: ``None`` when the auction is not held by ``who``."""
         share = self.settings.publisher_share_bps
         accounts = self.accounts
 
@@ -132,25 +160,14 @@ class BillingService:
                 {"kind": "charge", "auction_id": auction_id, "created_at": now, "publisher_share_bps": share},
             ).scalar_one()
             pub = price * share // 10_000
+            postings = [
+                (accounts.ledger_account_id(conn, "advertiser", advertiser_id), -price),
+                (accounts.ledger_account_id(conn, "publisher", who.account_id), pub),
+                (accounts.ledger_account_id(conn, EXCHANGE_OWNER, EXCHANGE_OWNER), price - pub),
+            ]
             conn.execute(
                 _INSERT_POSTING,
-                [
-                    {
-                        "transaction_id": tx_id,
-                        "account_id": accounts.ledger_account_id(conn, "advertiser", advertiser_id),
-                        "amount_micros": -price,
-                    },
-                    {
-                        "transaction_id": tx_id,
-                        "account_id": accounts.ledger_account_id(conn, "publisher", who.account_id),
-                        "amount_micros": pub,
-                    },
-                    {
-                        "transaction_id": tx_id,
-                        "account_id": accounts.ledger_account_id(conn, EXCHANGE_OWNER, EXCHANGE_OWNER),
-                        "amount_micros": price - pub,
-                    },
-                ],
+                [{"transaction_id": tx_id, "account_id": acc, "amount_micros": amt} for acc, amt in postings],
             )
             result = schemas.BillingResult(
                 auction_id=auction_id,
@@ -163,15 +180,7 @@ class BillingService:
             )
             return result, campaign_id, money
 
-        try:
-            charged = self.store.writer.submit(op)
-        except IntegrityError:  # a concurrent charge won the unique (auction_id, kind); report it
-            charged = None
-        if charged is not None:
-            result, campaign_id, money = charged
-            self.market.set_money(campaign_id, **money_of(money))
-            return result
-        return self._billing_result(who, auction_id, now)
+        return op
 
     def _billing_result(self, who: Principal, auction_id: str, now: datetime) -> schemas.BillingResult:
         with self.store.read() as s:

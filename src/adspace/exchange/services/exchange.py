@@ -48,7 +48,7 @@ class Exchange:
         self._embedder_lock = threading.Lock()
         self.accounts = AccountService(self.store)
         self.campaigns = CampaignService(self.store, self.market, self.embed)
-        self.auctions = AuctionService(self.store, self.market, settings, self.embed)
+        self.auctions = AuctionService(self.store, self.market, settings, self.embed, self.cached_embedding)
         self.billing = BillingService(self.store, self.market, settings, self.accounts)
         self.reports = ReportService(self.store)
         self.dashboard = DashboardService(self.store, self.market, settings, self.auctions, self.embed)
@@ -71,11 +71,13 @@ class Exchange:
         self.campaigns.load()
 
     def start_background(self) -> None:
+        self.auctions.start()
         self.billing.start_sweeper()
         if self.settings.preload_model:
             threading.Thread(target=self._preload, name="adspace-model", daemon=True).start()
 
     def close(self) -> None:
+        self.auctions.stop()
         self.billing.stop_sweeper()
         self.store.close()
 
@@ -100,6 +102,11 @@ class Exchange:
                 emb.embed(["warm up"])  # loads the model
                 self._embedder = emb
             return self._embedder
+
+    def cached_embedding(self, text: str) -> np.ndarray | None:
+        """The embedding of a text this process has embedded before, without loading anything."""
+        emb = self._embedder
+        return None if emb is None else emb.cached(text)
 
     def embed(self, texts: list[str]) -> np.ndarray:
         try:
@@ -127,6 +134,6 @@ class Exchange:
             "committed_ops": w.ops,
             "ops_per_commit": w.ops / w.batches if w.batches else None,
             "auctions": t["auctions"],
-            "seconds": {k: t[k] for k in ("total", "embed", "clear", "db")},
+            "seconds": {k: t[k] for k in ("embed", "clear", "db", "pipeline", "latency")},
             "embedding_cache": None if emb is None else {"hits": emb.hits, "misses": emb.misses},
         }

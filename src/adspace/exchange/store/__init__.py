@@ -57,6 +57,7 @@ class Store:
         run_migrations(self.engine)
 
     def close(self) -> None:
+        self.writer.close()
         self.engine.dispose()
         if self._read_engine is not None:
             self._read_engine.dispose()
