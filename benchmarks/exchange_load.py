@@ -155,8 +155,29 @@ end
 """
 
 
-def wrk(base: str, key: str, method: str, lines: list[str], concurrency: int, seconds: float, tmp: Path) -> dict:
-    """One wrk run: ``method`` POST_BODY (``lines`` are auction bodies) or POST_PATH (``lines`` are paths)."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its children (the server's workers)."""
+    import psutil
+
+    p = psutil.Process(pid)
+    total = 0.0
+    for q in [p, *p.children(recursive=True)]:
+        try:
+            t = q.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def wrk(
+    base: str, key: str, method: str, lines: list[str], concurrency: int, seconds: float, tmp: Path, pid: int
+) -> dict:
+    """One wrk run: ``method`` POST_BODY (``lines`` are auction bodies) or POST_PATH (``lines`` are paths).
+
+    Besides wrk's figures, the server's CPU milliseconds per request (``pid`` and its children): a
+    measure of the work each request costs that a busy machine distorts far less than throughput.
+    """
     data = tmp / f"wrk-{method}-{len(lines)}-{secrets.token_hex(3)}.txt"
     data.write_text("\n".join(lines) + "\n")
     script = tmp / f"{data.stem}.lua"
@@ -173,10 +194,13 @@ def wrk(base: str, key: str, method: str, lines: list[str], concurrency: int, se
         str(script),
         base,
     ]
+    c0 = cpu_seconds(pid)
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
+    c1 = cpu_seconds(pid)
     line = next(ln for ln in out.splitlines() if ln.startswith("WRKJSON "))
     r = json.loads(line[len("WRKJSON ") :])
     r["per_second"] = round(r["requests"] / r["seconds"], 1)
+    r["server_cpu_ms_per_request"] = round(1000 * (c1 - c0) / max(1, r["requests"]), 3)
     return r
 
 
@@ -221,19 +245,27 @@ def wait_ready(base: str, proc: subprocess.Popen, log: Path, *, model: bool) -> 
 
 
 def shares(before: dict, after: dict) -> dict:
-    """The server's time and batching counters between two ``/v1/stats`` reads (summed over processes seen)."""
+    """The server's counters between two ``/v1/stats`` reads: per auction, the pipeline's time clearing
+    and waiting for its batch's commit, and the mean server latency; how many auctions each clearing
+    kernel call and each commit carried."""
     sec = {k: after["seconds"][k] - before["seconds"][k] for k in after["seconds"]}
     n = after["auctions"] - before["auctions"]
-    total = sec["total"] or 1.0
     kb = after["clearing_batches"] - before["clearing_batches"]
     kq = after["clearing_queries"] - before["clearing_queries"]
     cb = after["commits"] - before["commits"]
     co = after["committed_ops"] - before["committed_ops"]
+    ws = after["writer_seconds"] - before["writer_seconds"]
+
+    def per(x):
+        return round(1000 * x / n, 3) if n else None
+
     return {
         "server_auctions": n,
-        "server_ms_per_auction": round(1000 * total / n, 3) if n else None,
-        "server_share": {k: round(sec[k] / total, 3) for k in ("embed", "clear", "db")},
+        "clear_ms_per_auction": per(sec["clear"]),
+        "commit_ms_per_batch": round(1000 * ws / cb, 3) if cb else None,
+        "mean_server_latency_ms": per(sec["latency"]),
         "auctions_per_kernel_call": round(kq / kb, 2) if kb else None,
+        "auctions_per_commit": round(n / cb, 2) if cb and n else None,
         "ops_per_commit": round(co / cb, 2) if cb else None,
     }
 
@@ -336,9 +368,9 @@ def main() -> None:
         text_bodies = [json.dumps({"messages": [{"role": "user", "content": t}]}) for t in texts]
         for b in text_bodies:  # warm the embedding cache: each text embedded once
             requests.post(base + "/v1/auctions", data=b, headers={**auth, "content-type": "application/json"})
-        wrk(base, pub_key, "POST_BODY", emb_bodies[:200], 2, 2, tmp)  # warm-up
+        wrk(base, pub_key, "POST_BODY", emb_bodies[:200], 2, 2, tmp, proc.pid)  # warm-up
         if ceiling is not None:
-            wrk(cbase, pub_key, "POST_BODY", emb_bodies[:200], 2, 2, tmp)
+            wrk(cbase, pub_key, "POST_BODY", emb_bodies[:200], 2, 2, tmp, ceiling.pid)
 
         phases = []
         profiled = False
@@ -358,7 +390,7 @@ def main() -> None:
                     spy_cmd = [args.py_spy, "record", "--pid", str(proc.pid), "--format", "raw", "--nonblocking"]
                     spy_cmd += ["--subprocesses", "--duration", str(max(1, round(args.seconds) - 1)), "-o", str(raw)]
                     spy = subprocess.Popen(spy_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                ex = wrk(base, pub_key, method, lines, conc, args.seconds, tmp)
+                ex = wrk(base, pub_key, method, lines, conc, args.seconds, tmp, proc.pid)
                 s1 = stats()
                 row = {"phase": phase, "concurrency": conc, "exchange": ex, "server": shares(s0, s1)}
                 if spy is not None:
@@ -368,8 +400,11 @@ def main() -> None:
                 if phase == "billing" and ex["requests"] > len(lines):
                     row["note"] = f"ran out of distinct auctions: {ex['requests'] - len(lines)} repeats"
                 if ceiling is not None:
-                    c = wrk(cbase, pub_key, method, lines, conc, args.seconds, tmp)
+                    c = wrk(cbase, pub_key, method, lines, conc, args.seconds, tmp, ceiling.pid)
                     row["ceiling"] = c
+                    row["ratio_cpu_per_request"] = round(
+                        ex["server_cpu_ms_per_request"] / max(1e-9, c["server_cpu_ms_per_request"]), 3
+                    )
                     row["ratio_throughput"] = round(ex["per_second"] / c["per_second"], 3)
                     row["ratio_p99"] = round(ex["p99_ms"] / c["p99_ms"], 3)
                 phases.append(row)

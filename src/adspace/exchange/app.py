@@ -35,6 +35,10 @@ def create_app(settings: Settings | None = None, *, exchange: Exchange | None = 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        if settings.blas_threads:
+            from threadpoolctl import threadpool_limits
+
+            threadpool_limits(limits=settings.blas_threads, user_api="blas")  # for the whole process
         ex = exchange or Exchange(settings)
         ex.migrate()
         key = ex.bootstrap_admin()

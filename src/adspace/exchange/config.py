@@ -85,6 +85,10 @@ class Settings:
     #: Under load, how long the auction pipeline waits for auctions on their way before clearing a batch
     #: (microseconds; an idle exchange never waits).
     batch_window_us: int = 200
+    #: BLAS threads for the clearing kernel (0: the library's default). One is fastest for a server: the
+    #: request threads already use the cores, and a multi-threaded GEMM on busy cores spins (measured
+    #: 5x slower per query on a loaded 2-core machine; docs/benchmarks.md).
+    blas_threads: int = 1
     #: Base URL written into OpenRTB notice URLs (nurl/burl/lurl).
     public_url: str = "http://127.0.0.1:8000"
 
@@ -104,6 +108,7 @@ class Settings:
             public_url=(os.environ.get("ADSPACE_PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/"),
             sqlite_synchronous=(os.environ.get("ADSPACE_SQLITE_SYNCHRONOUS") or "FULL").strip().upper(),
             batch_window_us=_int("ADSPACE_BATCH_WINDOW_US", 200, lo=0, hi=100_000),
+            blas_threads=_int("ADSPACE_BLAS_THREADS", 1, lo=0, hi=1024),
         )
 
     def with_overrides(self, **kwargs) -> Settings:

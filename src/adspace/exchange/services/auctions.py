@@ -54,6 +54,9 @@ log = logging.getLogger("adspace.exchange")
 
 #: Most auctions cleared and committed together.
 MAX_BATCH = 128
+#: Batches cleared but not yet committed: the pipeline clears while the writer commits, and batches
+#: waiting for the writer go into its next transaction together.
+IN_FLIGHT = 4
 
 _c = Campaign.__table__.c
 
@@ -87,6 +90,11 @@ _REASON_FILLED = (
     "highest score log(bid) - |x - c|^2 / sigma^2 among the eligible campaigns; the price is the "
     "runner-up's reported value (or the reserve, if higher), rounded down to whole micros"
 )
+
+
+def _held(money) -> tuple[bool, Any]:
+    """(whether the hold's conditional UPDATE matched, the campaign's money it returned)."""
+    return money is not None, money
 
 
 def money_of(row) -> dict[str, Any]:
@@ -149,13 +157,27 @@ def explain(out: Outcome) -> dict[str, Any]:
 class _Job:
     """One queued auction."""
 
-    __slots__ = ("who", "x", "keywords", "reserve", "tau", "source", "token", "exclude", "attempt", "future", "t0")
+    __slots__ = (
+        "who",
+        "x",
+        "keywords",
+        "reserve",
+        "tau",
+        "source",
+        "token",
+        "exclude",
+        "attempt",
+        "refresh",
+        "future",
+        "t0",
+    )
 
     def __init__(self, who, x, keywords, reserve, tau, source, token):
         self.who, self.x, self.keywords, self.reserve, self.tau = who, x, keywords, reserve, tau
         self.source, self.token = source, token
         self.exclude: set[str] = set()
         self.attempt = 0
+        self.refresh: str | None = None
         self.future: Future[AuctionResult] = Future()
         self.t0 = time.perf_counter()
 
@@ -170,15 +192,16 @@ class AuctionService:
         self.embed = embed
         self.cached_embedding = cached_embedding or (lambda text: None)
         self.window_s = settings.batch_window_us / 1e6
-        #: Seconds: embedding (callers' threads), clearing, database and the whole pipeline (per batch),
-        #: and the sum of every auction's time from submit to answer.
-        self.timings = {"embed": 0.0, "clear": 0.0, "db": 0.0, "pipeline": 0.0, "latency": 0.0, "auctions": 0}
+        #: Seconds: embedding (callers' threads), clearing (per batch), from handing a batch to the writer
+        #: to its commit (per batch), and the sum of every auction's time from submit to answer.
+        self.timings = {"embed": 0.0, "clear": 0.0, "db": 0.0, "latency": 0.0, "auctions": 0}
         self._timing_lock = threading.Lock()
         self._cond = threading.Condition()
         self._queue: list[_Job] = []
         self._closed = False
         self._thread: threading.Thread | None = None
         self._last_batch = 0
+        self._slots = threading.BoundedSemaphore(IN_FLIGHT)
 
     # -- the pipeline --------------------------------------------------------------------------------
     def start(self) -> None:
@@ -278,10 +301,12 @@ class AuctionService:
 
     def _loop(self) -> None:
         while True:
+            self._slots.acquire()  # at most IN_FLIGHT batches cleared and not yet committed
             with self._cond:
                 while not self._queue and not self._closed:
                     self._cond.wait()
                 if not self._queue:
+                    self._slots.release()
                     return
                 if self._last_batch > 1 and len(self._queue) < MAX_BATCH and self.window_s > 0:
                     self._cond.wait(self.window_s)  # under load: let auctions on their way join
@@ -289,66 +314,94 @@ class AuctionService:
                 del self._queue[:MAX_BATCH]
             self._last_batch = len(batch)
             try:
-                retry = self._process(batch)
+                self._clear_and_submit(batch)
             except BaseException as exc:  # noqa: BLE001 - every waiter of the batch gets it
+                self._slots.release()
                 log.exception("auction batch failed")
                 for job in batch:
                     if not job.future.done():
                         job.future.set_exception(exc)
-                continue
-            if retry:
-                with self._cond:
-                    self._queue[:0] = retry
 
-    def _process(self, batch: list[_Job]) -> list[_Job]:
-        """Clear and commit one batch; returns the auctions whose hold was refused (to clear again)."""
+    def _clear_and_submit(self, batch: list[_Job]) -> None:
+        """Clear one batch and hand its writes to the writer; :meth:`_finish` answers after the commit.
+
+        While the writer commits this batch (an ``fsync`` on SQLite), the pipeline clears the next one.
+        """
+        for job in batch:
+            if job.refresh is not None:  # its winner's hold was refused: re-read that budget first
+                self.refresh_money(job.refresh)
+                job.refresh = None
         t0 = time.perf_counter()
         now = utcnow()
         outs = self.market.run_batch(
             [Query(j.x, j.keywords, j.reserve, j.tau, frozenset(j.exclude)) for j in batch], now
         )
-        t1 = time.perf_counter()
         day = now.strftime("%Y-%m-%d")
         expires = now + timedelta(seconds=self.settings.hold_seconds)
         records = [self._record(j, out, now, day, expires) for j, out in zip(batch, outs, strict=True)]
-        results = self.store.writer.submit_many([op for op, _ in records])
-        t2 = time.perf_counter()
-        retry: list[_Job] = []
-        done = 0
-        for job, out, (_, result), res in zip(batch, outs, records, results, strict=True):
-            if isinstance(res, BaseException):
-                job.future.set_exception(res)
-                continue
-            held, money = res
-            if not held:
-                # The winner's budget was taken by a concurrent auction: our copy was stale. Refresh, retry.
-                self.refresh_money(out.campaign.id)
-                job.attempt += 1
-                if job.attempt >= 2:
-                    job.exclude.add(out.campaign.id)
-                if job.attempt >= 4:
-                    job.future.set_exception(
-                        Conflict("auction: could not hold a winner's budget after several tries; retry")
-                    )
-                else:
-                    retry.append(job)
-                continue
-            if money is not None:
-                self.market.set_money(out.campaign.id, **money_of(money))
-            done += 1
-            job.future.set_result(result)
-        t3 = time.perf_counter()
-        with self._timing_lock:
-            tm = self.timings
-            tm["clear"] += t1 - t0
-            tm["db"] += t2 - t1
-            tm["pipeline"] += t3 - t0
-            tm["auctions"] += done
-            tm["latency"] += sum(t3 - j.t0 for j in batch if j.future.done())
-        return retry
+        holds = [hold for hold, _, _ in records]
+        rows = [row for _, row, _ in records]
+
+        def op(conn: Connection):
+            # Each hold is its own conditional UPDATE (re-checked by the database); the rows of the
+            # auctions whose hold stood (or that need none) are inserted by one executemany.
+            held = [(True, None) if h is None else _held(conn.execute(_HOLD, h).first()) for h in holds]
+            keep = [row for row, (ok, _) in zip(rows, held, strict=True) if ok]
+            if keep:
+                conn.execute(_INSERT_AUCTION, keep)
+            return held
+
+        t1 = time.perf_counter()
+        self._time("clear", t1 - t0)
+        fut = self.store.writer.submit_future(op)
+        fut.add_done_callback(lambda f: self._finish(batch, outs, records, t1, f))
+
+    def _finish(self, batch: list[_Job], outs: list[Outcome], records, t1: float, fut: Future) -> None:
+        """After the batch's transaction: apply the committed money, answer each waiter, re-queue refusals."""
+        try:
+            try:
+                results = fut.result()
+            except BaseException as exc:  # noqa: BLE001 - nothing of the batch committed; every waiter hears why
+                results = [exc] * len(batch)
+            t2 = time.perf_counter()
+            retry: list[_Job] = []
+            done = 0
+            for job, out, (_, _, result), res in zip(batch, outs, records, results, strict=True):
+                if isinstance(res, BaseException):
+                    job.future.set_exception(res)
+                    continue
+                held, money = res
+                if not held:
+                    # A concurrent auction took the winner's budget first: our copy was stale. Clear again.
+                    job.attempt += 1
+                    job.refresh = out.campaign.id
+                    if job.attempt >= 2:
+                        job.exclude.add(out.campaign.id)
+                    if job.attempt >= 4:
+                        job.future.set_exception(
+                            Conflict("auction: could not hold a winner's budget after several tries; retry")
+                        )
+                    else:
+                        retry.append(job)
+                    continue
+                if money is not None:
+                    self.market.set_money(out.campaign.id, **money_of(money))
+                done += 1
+                job.future.set_result(result)
+            with self._timing_lock:
+                tm = self.timings
+                tm["db"] += t2 - t1
+                tm["auctions"] += done
+                tm["latency"] += sum(t2 - j.t0 for j in batch if j.future.done())
+            if retry:
+                with self._cond:
+                    self._queue[:0] = retry
+                    self._cond.notify()
+        finally:
+            self._slots.release()
 
     def _record(self, job: _Job, out: Outcome, now: datetime, day: str, expires: datetime):
-        """The auction's op for the writer and the result it answers with once committed."""
+        """The auction's budget hold (``None`` for no fill), its row, and the result it answers with."""
         why = explain(out)
         camp = out.campaign if out.filled else None
         row = {
@@ -372,16 +425,6 @@ class AuctionService:
         hold = None
         if camp is not None:
             hold = {"p_campaign": camp.id, "p_bid": camp.bid_micros, "p_price": out.price_micros, "p_day": day}
-
-        def op(conn: Connection):
-            money = None
-            if hold is not None:
-                money = conn.execute(_HOLD, hold).first()
-                if money is None:
-                    return False, None
-            conn.execute(_INSERT_AUCTION, row)
-            return True, money
-
         result = AuctionResult(
             auction_id=row["id"],
             filled=out.filled,
@@ -391,7 +434,7 @@ class AuctionService:
             explain=why,
             outcome=out,
         )
-        return op, result
+        return hold, row, result
 
     def refresh_money(self, campaign_id: str) -> None:
         """Re-read a campaign's committed money into the market (after a refused hold)."""

@@ -134,6 +134,7 @@ class Exchange:
             "committed_ops": w.ops,
             "ops_per_commit": w.ops / w.batches if w.batches else None,
             "auctions": t["auctions"],
-            "seconds": {k: t[k] for k in ("embed", "clear", "db", "pipeline", "latency")},
+            "seconds": {k: t[k] for k in ("embed", "clear", "db", "latency")},
+            "writer_seconds": w.seconds,
             "embedding_cache": None if emb is None else {"hits": emb.hits, "misses": emb.misses},
         }

@@ -43,6 +43,8 @@ def make_engine(url: str, *, immediate: bool = True, sqlite_synchronous: str = "
             cur.execute(f"PRAGMA synchronous={sqlite_synchronous}")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=60000")
+            if immediate:  # writers never checkpoint inside a commit: the Store's checkpointer thread does
+                cur.execute("PRAGMA wal_autocheckpoint=0")
             cur.close()
 
         @event.listens_for(engine, "begin")
