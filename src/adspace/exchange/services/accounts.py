@@ -18,6 +18,7 @@ __all__ = ["AccountService"]
 
 _KEY_CACHE_MAX = 100_000
 
+
 class AccountService:
     """Accounts, keys and ledger accounts. Authentication is cached per key hash (revocation clears it)."""
 
@@ -28,6 +29,10 @@ class AccountService:
         self._lock = threading.Lock()
 
     # -- keys ----------------------------------------------------------------------------------------
+    def cached(self, key: str) -> Principal | None:
+        """The key's principal if it is in the cache (no database query), else ``None``."""
+        return self._keys.get(hash_key(key))
+
     def authenticate(self, key: str) -> Principal | None:
         h = hash_key(key)
         p = self._keys.get(h)
