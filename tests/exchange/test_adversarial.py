@@ -9,11 +9,13 @@ never bills.
 
 from __future__ import annotations
 
+import base64
 import secrets
 
+import numpy as np
 import requests
 
-from .conftest import ADMIN_KEY, new_advertiser, new_publisher
+from .conftest import ADMIN_KEY, DIM, campaign_body, isolated_dims, new_advertiser, new_publisher, unit
 
 # -- 1. rate limits hold on identity ---------------------------------------------------------------
 
@@ -86,3 +88,76 @@ def test_limits_per_account_kind(server_factory, backend):
     pub, adv = new_publisher(srv), new_advertiser(srv)
     assert [pub.get("/v1/me").status_code for _ in range(4)][2:] == [429, 429]
     assert [adv.get("/v1/me").status_code for _ in range(4)] == [200] * 4
+
+
+# -- 3. OpenRTB currency ---------------------------------------------------------------------------
+
+
+def _aa(x) -> str:
+    return base64.b64encode(np.asarray(x, dtype="<f4").tobytes()).decode()
+
+
+def rtb_request(x, *, cur=None, rid="r1", floor=None, floorcur=None) -> dict:
+    imp = {"id": "1", "native": {"request": "{}", "ver": "1.2"}}
+    if floor is not None:
+        imp["bidfloor"] = floor
+    if floorcur is not None:
+        imp["bidfloorcur"] = floorcur
+    req = {
+        "id": rid,
+        "imp": [imp],
+        "user": {
+            "data": [
+                {
+                    "segment": [
+                        {"ext": {"aa": {"ver": "1.0", "vector": _aa(x), "dimension": DIM, "model": "all-MiniLM-L6-v2"}}}
+                    ]
+                }
+            ]
+        },
+    }
+    if cur is not None:
+        req["cur"] = cur
+    return req
+
+
+def test_openrtb_cur_without_the_exchange_currency_gets_no_bid(server_factory, backend):
+    """The exchange's currency is a setting; a request allowing only other currencies is not bid on."""
+    srv = server_factory(backend, {"ADSPACE_CURRENCY": "EUR"})
+    adv, pub = new_advertiser(srv), new_publisher(srv)
+    (d,) = isolated_dims(1)
+    adv.ok("POST", "/v1/campaigns", 201, json=campaign_body(unit(d), sigma=1.0, bid=2_000_000))
+    r = pub.post("/openrtb2/auction", json=rtb_request(unit(d), cur=["USD"]))
+    assert r.status_code == 200, r.text
+    assert r.json()["nbr"] == 2 and "seatbid" not in r.json()
+    assert "EUR" in r.json()["ext"]["adspace"]["reason"]
+    assert pub.ok("GET", "/v1/auctions") == []  # nothing was auctioned, nothing held
+    got = pub.ok("POST", "/openrtb2/auction", json=rtb_request(unit(d), cur=["USD", "EUR"]))
+    assert got["cur"] == "EUR" and len(got["seatbid"][0]["bid"]) == 1
+    # a floor in another currency: no bid on that imp (no conversion)
+    assert pub.post("/openrtb2/auction", json=rtb_request(unit(d), floor=0.5, floorcur="USD")).status_code == 204
+
+
+# -- 4. bounds everywhere --------------------------------------------------------------------------
+
+
+def test_vectors_are_bounded_on_every_path(server):
+    adv, pub = new_advertiser(server), new_publisher(server)
+    huge = np.zeros(DIM)
+    huge[3] = 3e38  # a finite float32: used to be accepted over OpenRTB, and fill
+    r = pub.post("/openrtb2/auction", json=rtb_request(huge))
+    assert r.status_code == 400 and "ext.aa.vector[3]" in r.json()["detail"], r.text
+    wide = np.full(DIM, 1e5)  # every element in bounds, the norm (1.96e6) not
+    r = pub.post("/openrtb2/auction", json=rtb_request(wide))
+    assert r.status_code == 400 and "ext.aa.vector: its norm" in r.json()["detail"], r.text
+    for path, who, extra in (
+        ("/v1/auctions", pub, {}),
+        ("/v1/dashboard/market", adv, {}),
+        ("/v1/campaigns", adv, {k: v for k, v in campaign_body().items() if k != "embedding"}),
+    ):
+        for bad, needle in ((huge.tolist(), "embedding[3]"), (wide.tolist(), "embedding: its norm")):
+            r = who.post(path, json={**extra, "embedding": bad})
+            assert r.status_code == 422, (path, r.text)
+            assert needle in r.text, (path, r.text)
+        r = who.post(path, json={**extra, "embedding": [0.0] * (DIM - 1)})
+        assert r.status_code == 422 and "dimension" in r.text, (path, r.text)

@@ -54,6 +54,13 @@ def _float(name: str, default: float, *, lo: float = 0.0) -> float:
     return value
 
 
+def _currency(name: str, default: str) -> str:
+    raw = (os.environ.get(name) or default).strip().upper()
+    if len(raw) != 3 or not raw.isalpha() or not raw.isascii():
+        raise ValueError(f"{name}: must be an ISO-4217 code of three letters, got {raw!r}")
+    return raw
+
+
 def _bool(name: str, default: bool) -> bool:
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
@@ -91,6 +98,9 @@ class Settings:
     preload_model: bool = True
     #: SQLite commit durability: FULL (power-loss safe) or NORMAL (process-crash safe, faster).
     sqlite_synchronous: str = "FULL"
+    #: The exchange's currency (ISO-4217): all money is micros of it; OpenRTB requests whose ``cur``
+    #: leaves it out get no bid (``nbr`` 2), floors in another ``bidfloorcur`` get none either.
+    currency: str = "USD"
     #: Base URL written into OpenRTB notice URLs (nurl/burl/lurl).
     public_url: str = "http://127.0.0.1:8000"
 
@@ -122,6 +132,7 @@ class Settings:
             max_body_bytes=_int("ADSPACE_MAX_BODY_BYTES", 256 * 1024, lo=1024),
             default_reserve_micros=_int("ADSPACE_DEFAULT_RESERVE_MICROS", 0, lo=0),
             preload_model=_bool("ADSPACE_PRELOAD_MODEL", True),
+            currency=_currency("ADSPACE_CURRENCY", "USD"),
             public_url=(os.environ.get("ADSPACE_PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/"),
             sqlite_synchronous=(os.environ.get("ADSPACE_SQLITE_SYNCHRONOUS") or "FULL").strip().upper(),
         )

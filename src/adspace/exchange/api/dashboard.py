@@ -24,7 +24,6 @@ _ASSETS = {"app.js": "text/javascript", "app.css": "text/css", "favicon.svg": "i
 router = APIRouter(tags=["dashboard"])
 
 
-
 # -- the page --------------------------------------------------------------------------------------
 
 

@@ -239,8 +239,6 @@ def _bucket_of(dt: datetime | None, start: float, width: int, n: int) -> int | N
 # -- admin: the auction log and the accounts -------------------------------------------------------
 
 
-
-
 class DashboardService:
     """The dashboard's JSON views (reads; ``market_map(run=True)`` runs a real auction through the auction service)."""
 
@@ -266,7 +264,7 @@ class DashboardService:
         ``POST /v1/auctions`` would (held against the winner's budget, billable).
         """
         if body.run and who.kind != "publisher":
-            raise Forbidden( f"run: only publisher keys run auctions, not {who.kind}")
+            raise Forbidden(f"run: only publisher keys run auctions, not {who.kind}")
         snap = Snapshot(self.store, self.cache)
         x = self._query_point(body)
         reserve = self.settings.default_reserve_micros if body.reserve_micros is None else body.reserve_micros
@@ -303,7 +301,12 @@ class DashboardService:
                 value[i] = float(np.exp(sc[k]))
                 d = m.centers[k] - point
                 sqdist[i] = float(d @ d)
-                if body.tau is not None and snap.rows[i].kind == "embedding" and reason[i] is None and sqdist[i] > body.tau:
+                if (
+                    body.tau is not None
+                    and snap.rows[i].kind == "embedding"
+                    and reason[i] is None
+                    and sqdist[i] > body.tau
+                ):
                     reason[i] = "relevance"
 
         # The outcome, from the exchange's own in-memory market (or the real auction when run).
@@ -428,7 +431,7 @@ class DashboardService:
                 continue
             i = snap.index(e)
             if i is None or not snap.visible(who, i):
-                raise NotFound( f"a | b: no campaign {e!r} of yours")
+                raise NotFound(f"a | b: no campaign {e!r} of yours")
             r = snap.rows[i]
             if r.kind == "keyword":
                 raise Conflict(
@@ -436,7 +439,7 @@ class DashboardService:
                 )
             ends.append((r.name, snap.center[r.id]))
         if np.array_equal(ends[0][1], ends[1][1]):
-            raise Conflict( "a | b: the two points coincide (same center); choose another")
+            raise Conflict("a | b: the two points coincide (same center); choose another")
         emb = snap.embedding_rows()
         t = np.linspace(body.t_min, body.t_max, body.n)
         out: dict[str, Any] = {"t": t.tolist(), "a": ends[0][0], "b": ends[1][0], "curves": [], "intervals": []}
@@ -659,7 +662,9 @@ class DashboardService:
         """Admin: advertisers and publishers with campaigns, auctions, spend or revenue, and ledger balance."""
         with self.store.read() as s:
             accs = s.execute(
-                select(Account.id, Account.kind, Account.name, Account.created_at).order_by(Account.created_at, Account.id)
+                select(Account.id, Account.kind, Account.name, Account.created_at).order_by(
+                    Account.created_at, Account.id
+                )
             ).all()
             balance = {
                 (k, o): int(v)
@@ -678,7 +683,9 @@ class DashboardService:
                 .tuples()
                 .all()
             )
-            runs = dict(s.execute(select(Auction.publisher_id, func.count()).group_by(Auction.publisher_id)).tuples().all())
+            runs = dict(
+                s.execute(select(Auction.publisher_id, func.count()).group_by(Auction.publisher_id)).tuples().all()
+            )
             wins = dict(
                 s.execute(
                     select(Auction.advertiser_id, func.count())
@@ -693,7 +700,9 @@ class DashboardService:
             row = {"id": aid, "kind": kind, "name": name, "created_at": as_utc(created).isoformat()}
             if kind == "advertiser":
                 row.update(
-                    campaigns=int(camps.get(aid, 0)), wins=int(wins.get(aid, 0)), balance_micros=balance.get((kind, aid), 0)
+                    campaigns=int(camps.get(aid, 0)),
+                    wins=int(wins.get(aid, 0)),
+                    balance_micros=balance.get((kind, aid), 0),
                 )
             elif kind == "publisher":
                 row.update(auctions=int(runs.get(aid, 0)), balance_micros=balance.get((kind, aid), 0))
@@ -702,4 +711,3 @@ class DashboardService:
             "accounts": out,
             "exchange_balance_micros": balance.get(("exchange", "exchange"), 0),
         }
-
