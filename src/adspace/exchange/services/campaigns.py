@@ -167,7 +167,9 @@ class CampaignService:
                 out.setdefault(k.campaign_id, []).append(k.keyword)
         return out
 
-    def list(self, who: Principal, *, status: str | None, limit: int, offset: int) -> list[schemas.CampaignOut]:
+    def list(
+        self, who: Principal, *, status: str | None, limit: int, offset: int
+    ) -> list[schemas.CampaignOut]:
         with self.store.read() as s:
             q = select(Campaign).where(Campaign.advertiser_id == who.account_id, Campaign.deleted_at.is_(None))
             if status:
@@ -246,3 +248,4 @@ class CampaignService:
             c.deleted_at = utcnow()
             c.status = "deleted"
         self.market.remove(campaign_id)
+
