@@ -161,3 +161,88 @@ def test_vectors_are_bounded_on_every_path(server):
             assert needle in r.text, (path, r.text)
         r = who.post(path, json={**extra, "embedding": [0.0] * (DIM - 1)})
         assert r.status_code == 422 and "dimension" in r.text, (path, r.text)
+
+
+# -- 2. publishers cannot learn bids ---------------------------------------------------------------
+
+
+def _numbers(obj) -> list[float]:
+    """Every number anywhere in a JSON value."""
+    if isinstance(obj, bool) or obj is None:
+        return []
+    if isinstance(obj, int | float):
+        return [float(obj)]
+    if isinstance(obj, dict):
+        return [v for x in obj.values() for v in _numbers(x)]
+    if isinstance(obj, list):
+        return [v for x in obj for v in _numbers(x)]
+    return []
+
+
+def _leaks(obj, value: float) -> bool:
+    """Whether ``value`` (a bid) or its log (a score) is anywhere in ``obj``."""
+    return any(abs(v - value) < 1.0 or abs(v - np.log(value)) < 1e-6 for v in _numbers(obj))
+
+
+def test_reserve_manipulation_has_nothing_to_read(server_factory, backend):
+    """The attack: read the winner's reported value (at its center, its bid), set reserve = value - 1,
+    and the winner pays 2,999,999 micros instead of its Clarke price of 2,000,000. Every answer a
+    publisher gets -- the auction, its reads, OpenRTB, the market map -- no longer holds that value."""
+    srv = server_factory(backend)
+    a, b, pub = new_advertiser(srv, "A"), new_advertiser(srv, "B"), new_publisher(srv)
+    (d,) = isolated_dims(1)
+    x = unit(d)
+    win = a.ok("POST", "/v1/campaigns", 201, json=campaign_body(x, sigma=1.0, bid=3_000_000, name="A-shoes"))["id"]
+    b.ok("POST", "/v1/campaigns", 201, json=campaign_body(x, sigma=1.0, bid=2_000_000, name="B-shoes"))
+    seen = []
+    out = pub.ok("POST", "/v1/auctions", json={"embedding": x})
+    assert out["ad"]["campaign_id"] == win and out["price_micros"] == 2_000_000
+    seen += [out, pub.ok("GET", f"/v1/auctions/{out['auction_id']}"), pub.ok("GET", "/v1/auctions")]
+    rtb = pub.ok("POST", "/openrtb2/auction", json=rtb_request(x))
+    assert rtb["seatbid"][0]["bid"][0]["ext"]["adspace"]["price_micros"] == 2_000_000
+    seen.append(rtb)
+    m = pub.ok("POST", "/v1/dashboard/market", json={"embedding": x})
+    assert m["outcome"]["price_micros"] == 2_000_000 and m["outcome"]["winner"] == "A-shoes"
+    assert {r["name"] for r in m["campaigns"]} >= {"A-shoes", "B-shoes"}  # names and kinds are public
+    seen += [m, pub.ok("POST", "/v1/dashboard/market", json={"embedding": x, "run": True})]
+    seen.append(pub.ok("GET", "/v1/dashboard/projection"))
+    for body in seen:
+        assert not _leaks(body, 3_000_000), body
+    # Bisecting fill / no fill over reserves on the free map would find it: a publisher names a reserve
+    # only on a real, recorded auction.
+    r = pub.post("/v1/dashboard/market", json={"embedding": x, "reserve_micros": 2_999_999})
+    assert r.status_code == 403 and "reserve_micros" in r.json()["detail"]
+    # The largest price-like number it saw is the price itself: a reserve there changes nothing.
+    guess = int(max(v for v in _numbers(seen) if v < 10**8))
+    assert guess == 2_000_000
+    assert (
+        pub.ok("POST", "/v1/auctions", json={"embedding": x, "reserve_micros": guess - 1})["price_micros"] == 2_000_000
+    )
+    # (What the information used to buy: the reserve the old explain gave away.)
+    assert (
+        pub.ok("POST", "/v1/auctions", json={"embedding": x, "reserve_micros": 2_999_999})["price_micros"] == 2_999_999
+    )
+    # The admin sees everything (the stored explain is complete).
+    log = srv.api(ADMIN_KEY).ok("GET", "/v1/dashboard/auctions")["auctions"]
+    full = next(e["explain"] for e in log if e["auction_id"] == out["auction_id"])
+    assert full["winner"]["value_micros"] == 3_000_000
+
+
+def test_advertiser_never_sees_a_competitors_bid(server_factory, backend):
+    srv = server_factory(backend)
+    a, b = new_advertiser(srv, "A"), new_advertiser(srv, "B")
+    (d,) = isolated_dims(1)
+    x = unit(d)
+    a.ok("POST", "/v1/campaigns", 201, json=campaign_body(x, sigma=1.0, bid=3_000_000, name="A-shoes"))
+    b_id = b.ok("POST", "/v1/campaigns", 201, json=campaign_body(x, sigma=1.0, bid=2_000_000, name="B-shoes"))["id"]
+    m = b.ok("POST", "/v1/dashboard/market", json={"embedding": x})
+    assert not _leaks(m, 3_000_000), m  # A's bid, value and score
+    assert m["outcome"]["price_micros"] is None  # the price would be B's own value here, but in general a rival's
+    mine = next(r for r in m["campaigns"] if r["campaign_id"] == b_id)
+    assert abs(mine["value_micros"] - 2_000_000) < 1e-6  # its own campaign in full
+    assert b.post("/v1/dashboard/market", json={"embedding": x, "reserve_micros": 1}).status_code == 403
+    y = np.asarray(x)
+    y[(d + 1) % DIM] = 0.5
+    sl = b.ok("POST", "/v1/dashboard/slice", json={"a": b_id, "b": "query", "embedding": y.tolist()})
+    assert [c["campaign_id"] for c in sl["curves"]] == [b_id]  # no rival curve, not even "others (best)"
+    assert not _leaks(sl, 3_000_000), sl

@@ -29,6 +29,7 @@ from adspace.exchange.config import Settings
 from adspace.exchange.market import CampaignState, LiveMarket, Outcome
 from adspace.exchange.security import new_auction_id
 from adspace.exchange.services.common import Conflict, NotFound, Principal, as_utc, utcnow
+from adspace.exchange.services.visibility import explain_for
 from adspace.exchange.store import Store
 from adspace.exchange.store.models import Auction, Campaign
 
@@ -102,7 +103,8 @@ class AuctionResult:
 
 
 def explain(out: Outcome) -> dict[str, Any]:
-    """Why the auction ended as it did (stored with the auction, returned to the publisher)."""
+    """Why the auction ended as it did: stored in full with the auction; each reader sees what
+    :func:`~adspace.exchange.services.visibility.explain_for` allows."""
     ex: dict[str, Any] = {
         "mechanism": "embedding-space VCG (Clarke pivot)",
         "point": out.point,
@@ -240,7 +242,7 @@ class AuctionService:
             campaign=camp,
             price_micros=out.price_micros,
             expires_at=expires if out.filled else None,
-            explain=why,
+            explain=explain_for(who, why),  # the full one is stored; the caller sees its share (visibility.py)
             outcome=out,
         )
 
@@ -257,7 +259,7 @@ class AuctionService:
             a = s.get(Auction, auction_id)
             if a is None or a.publisher_id != who.account_id:
                 raise NotFound(f"auction_id: no auction {auction_id!r} of yours")
-            return auction_out(a)
+            return auction_out(who, a)
 
     def list(self, who: Principal, *, limit: int, offset: int) -> list[schemas.AuctionOut]:
         with self.store.read() as s:
@@ -268,10 +270,10 @@ class AuctionService:
                 .limit(limit)
                 .offset(offset)
             )
-            return [auction_out(a) for a in rows]
+            return [auction_out(who, a) for a in rows]
 
 
-def auction_out(a: Auction) -> schemas.AuctionOut:
+def auction_out(who: Principal, a: Auction) -> schemas.AuctionOut:
     return schemas.AuctionOut(
         auction_id=a.id,
         created_at=as_utc(a.created_at),
@@ -283,5 +285,5 @@ def auction_out(a: Auction) -> schemas.AuctionOut:
         price_micros=a.price_micros,
         billed_at=as_utc(a.billed_at),
         clicked_at=as_utc(a.clicked_at),
-        explain=json.loads(a.explain),
+        explain=explain_for(who, json.loads(a.explain), winner_advertiser_id=a.advertiser_id),
     )

@@ -623,8 +623,8 @@ function renderMarket(result, query, data) {
     { label: "", get: (r) => (r.winner ? pill("winner", "billed") : r.runner_up ? pill("runner-up (sets the price)", "held") : "") },
   ], data.campaigns, { id: "market-table", rowClass: (r) => (r.winner ? "winner" : r.runner_up ? "runner" : !r.eligible ? "ineligible" : null), rowId: (r) => r.campaign_id || r.label });
 
-  // Slice: endpoints are your visible embedding campaigns or the query.
-  const vis = data.campaigns.filter((r) => r.campaign_id && r.kind === "embedding");
+  // Slice: endpoints are your visible embedding campaigns or the query (publishers have no slices).
+  const vis = state.me.kind === "publisher" ? [] : data.campaigns.filter((r) => r.campaign_id && r.kind === "embedding");
   const opts = (sel) => [h("option", { value: "query", selected: sel === "query" }, "the query"), ...vis.map((r) => h("option", { value: r.campaign_id, selected: sel === r.campaign_id }, r.label))];
   const canSlice = vis.length >= 2 || (vis.length >= 1 && !!query.text);
   // Default line: your best campaign to the next one with another center (another distance to x).
