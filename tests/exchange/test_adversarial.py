@@ -246,3 +246,31 @@ def test_advertiser_never_sees_a_competitors_bid(server_factory, backend):
     sl = b.ok("POST", "/v1/dashboard/slice", json={"a": b_id, "b": "query", "embedding": y.tolist()})
     assert [c["campaign_id"] for c in sl["curves"]] == [b_id]  # no rival curve, not even "others (best)"
     assert not _leaks(sl, 3_000_000), sl
+
+
+# -- 5. budget griefing ----------------------------------------------------------------------------
+
+
+def test_unbilled_auctions_cannot_lock_a_budget(server_factory, backend):
+    """A publisher runs auctions it never bills. Before: 14 of them held 28 of the victim's 30 units for
+    the hold period (15 min), and no other publisher could show it. Now its holds against one campaign
+    stop at max(10 % of the budget, one bid); every other publisher still gets the campaign."""
+    srv = server_factory(backend)
+    victim_adv, twin_adv = new_advertiser(srv, "victim"), new_advertiser(srv, "twin")
+    attacker, honest = new_publisher(srv, "attacker"), new_publisher(srv, "honest")
+    (d,) = isolated_dims(1)
+    x = unit(d)
+    victim = victim_adv.ok(
+        "POST", "/v1/campaigns", 201, json=campaign_body(x, sigma=1.0, bid=3_000_000, budget=30_000_000)
+    )["id"]
+    twin_adv.ok("POST", "/v1/campaigns", 201, json=campaign_body(x, sigma=1.0, bid=2_000_000))
+    outs = [attacker.ok("POST", "/v1/auctions", json={"embedding": x}) for _ in range(20)]
+    wins = [o for o in outs if o["ad"]["campaign_id"] == victim]
+    assert len(wins) == 1  # 2,000,000 held; one more bid (3,000,000) would pass the cap of 3,000,000
+    assert outs[-1]["explain"]["excluded"]["publisher_holds"] == 1  # said in the explain, in words
+    c = victim_adv.ok("GET", f"/v1/campaigns/{victim}")
+    assert c["held_micros"] == 2_000_000 and c["remaining_micros"] == 28_000_000
+    assert honest.ok("POST", "/v1/auctions", json={"embedding": x})["ad"]["campaign_id"] == victim
+    # Billing what it showed frees the attacker's share: the victim is back in its auctions.
+    attacker.ok("POST", f"/v1/auctions/{wins[0]['auction_id']}/billing")
+    assert attacker.ok("POST", "/v1/auctions", json={"embedding": x})["ad"]["campaign_id"] == victim

@@ -102,7 +102,15 @@ def test_eligibility_paused_schedule_budget_daily(server_factory, backend, rng):
     ex = out["explain"]
     assert out["ad"]["campaign_id"] == ok1 and out["price_micros"] == 2_000_000
     assert ex["campaigns_total"] == 7 and ex["considered"] == 2
-    assert ex["excluded"] == {"paused": 1, "schedule": 2, "budget": 1, "daily_budget": 1, "keyword": 0, "relevance": 0}
+    assert ex["excluded"] == {
+        "paused": 1,
+        "schedule": 2,
+        "budget": 1,
+        "daily_budget": 1,
+        "publisher_holds": 0,
+        "keyword": 0,
+        "relevance": 0,
+    }
     # a change is visible to the next auction
     adv.ok("PATCH", f"/v1/campaigns/{paused}", json={"status": "active"})
     assert pub.ok("POST", "/v1/auctions", json={"embedding": home})["ad"]["campaign_id"] == paused

@@ -79,6 +79,9 @@ class Settings:
     publisher_share_bps: int = 8000
     #: How long a won auction's budget stays held waiting for its billing notice.
     hold_seconds: int = 900
+    #: Most a publisher's outstanding holds against one campaign may reach, in basis points of the
+    #: campaign's budget (at least one bid's worth; 10000 turns the cap off). See services/holds.py.
+    publisher_hold_cap_bps: int = 1000
     #: How often expired holds are released.
     sweep_seconds: float = 5.0
     #: Token bucket per caller: sustained requests per second and burst size (0 disables the limit).
@@ -124,6 +127,7 @@ class Settings:
             admin_key=os.environ.get("ADSPACE_ADMIN_KEY") or None,
             publisher_share_bps=_int("ADSPACE_PUBLISHER_SHARE_BPS", 8000, lo=0, hi=10_000),
             hold_seconds=_int("ADSPACE_HOLD_SECONDS", 900, lo=1),
+            publisher_hold_cap_bps=_int("ADSPACE_PUBLISHER_HOLD_CAP_BPS", 1000, lo=0, hi=10_000),
             sweep_seconds=_float("ADSPACE_SWEEP_SECONDS", 5.0, lo=0.05),
             rate_limit_per_second=rate,
             rate_limit_burst=burst,

@@ -32,7 +32,7 @@ from adspace.mechanisms.vcg import Clearing, Market
 __all__ = ["CampaignState", "LiveMarket", "Outcome", "EXCLUSION_REASONS"]
 
 #: Why a campaign was left out of an auction, in the order they are checked.
-EXCLUSION_REASONS = ("paused", "schedule", "budget", "daily_budget", "keyword", "relevance")
+EXCLUSION_REASONS = ("paused", "schedule", "budget", "daily_budget", "publisher_holds", "keyword", "relevance")
 
 _BIG = float("inf")
 
@@ -354,8 +354,10 @@ class LiveMarket:
         tau: float | None,
         now: datetime,
         exclude: frozenset[str] = frozenset(),
+        capped: frozenset[str] = frozenset(),
     ) -> Outcome:
-        """Clear one auction. ``x``: the query embedding (``None`` when only keywords were given)."""
+        """Clear one auction. ``x``: the query embedding (``None`` when only keywords were given).
+        ``capped``: campaigns this publisher holds up to its cap (``services/holds.py``): left out."""
         with self._lock:
             self._ensure()
             today = now.date().toordinal()
@@ -369,6 +371,11 @@ class LiveMarket:
                 return Outcome(False, None, 0, None, None, None, 0, n, excluded, False, point_kind, keyword)
 
             camp_ok, reasons = self._campaign_reasons(now.timestamp(), today)
+            if capped:  # issue 12: per-publisher cap on outstanding holds
+                hit = np.zeros(len(self._states), dtype=bool)
+                hit[[self._pos[c] for c in capped if c in self._pos]] = True
+                reasons["publisher_holds"] = hit
+                camp_ok &= ~hit
             if exclude:
                 for cid in exclude:
                     if cid in self._pos:
@@ -392,7 +399,9 @@ class LiveMarket:
 
             # Explain: each live campaign counted once, under the first reason that left it out.
             left = self._arr["live"].copy()
-            for name in ("paused", "schedule", "budget", "daily_budget"):
+            for name in ("paused", "schedule", "budget", "daily_budget", "publisher_holds"):
+                if name not in reasons:
+                    continue
                 hit = reasons[name] & left
                 excluded[name] = int(hit.sum())
                 left &= ~hit

@@ -29,6 +29,7 @@ from adspace.exchange.config import Settings
 from adspace.exchange.market import CampaignState, LiveMarket, Outcome
 from adspace.exchange.security import new_auction_id
 from adspace.exchange.services.common import Conflict, NotFound, Principal, as_utc, utcnow
+from adspace.exchange.services.holds import PublisherHolds
 from adspace.exchange.services.visibility import explain_for
 from adspace.exchange.store import Store
 from adspace.exchange.store.models import Auction, Campaign
@@ -130,9 +131,10 @@ def explain(out: Outcome) -> dict[str, Any]:
 class AuctionService:
     """Clears, holds and records auctions; reads a publisher's own auctions back."""
 
-    def __init__(self, store: Store, market: LiveMarket, settings: Settings, embed):
+    def __init__(self, store: Store, market: LiveMarket, settings: Settings, embed, holds: PublisherHolds):
         self.store = store
         self.market = market
+        self.holds = holds
         self.settings = settings
         self.embed = embed
         self.timings = {"embed": 0.0, "clear": 0.0, "db": 0.0, "total": 0.0, "auctions": 0}
@@ -168,11 +170,18 @@ class AuctionService:
                 self._time("embed", time.perf_counter() - t0)
         now = utcnow()
         exclude: set[str] = set()
+        capped = self.holds.capped(who.account_id, now)  # in memory (services/holds.py)
         try:
             for attempt in range(4):
                 t0 = time.perf_counter()
                 out = self.market.run(
-                    x, keywords=keywords, reserve_micros=reserve, tau=tau, now=now, exclude=frozenset(exclude)
+                    x,
+                    keywords=keywords,
+                    reserve_micros=reserve,
+                    tau=tau,
+                    now=now,
+                    exclude=frozenset(exclude),
+                    capped=capped,
                 )
                 t1 = time.perf_counter()
                 result = self._record(who, out, now, source, notice_token)
@@ -236,6 +245,7 @@ class AuctionService:
             return None
         if money is not None:
             self.market.set_money(camp.id, **money_of(money))
+            self.holds.add(row["id"], who.account_id, camp, out.price_micros, expires)
         return AuctionResult(
             auction_id=row["id"],
             filled=out.filled,
