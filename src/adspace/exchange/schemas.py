@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from adspace.exchange.vectors import MAX_COORD, check_vector  # noqa: F401 - MAX_COORD re-exported
+from adspace.exchange.vectors import check_vector
 
 MAX_MICROS = 10**15  # a billion currency units
 MAX_BID_MICROS = 10**12
