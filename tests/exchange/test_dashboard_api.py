@@ -100,22 +100,26 @@ def test_visibility_of_rivals(world, rng):
     assert {r["campaign_id"] for r in named} == mine and all(r["mine"] for r in named)
     others = [r for r in m["campaigns"] if not r["campaign_id"]]
     assert len(others) >= 2
-    for r in others:  # rivals: a score and a value, nothing that identifies them or their bid
+    for r in others:  # rivals: eligibility only, nothing that identifies them, no score, value or bid
         assert r["label"].startswith("other #")
+        assert r["score"] is None and r["value_micros"] is None
         for k in ("bid_micros", "sigma", "advertiser", "advertiser_id", "sqdist"):
             assert k not in r
     assert "beta-" not in str(m)
-    # Publishers set reserves: they see the top two scores only.
+    assert all(r["score"] is not None for r in named if r["eligible"])  # its own scores
+    # Publishers set reserves: names, kinds, eligibility, the winner and the price; no score or value.
     p = pub.ok("POST", "/v1/dashboard/market", json={"embedding": x, "tau": 0.5})
-    assert not any(r["campaign_id"] for r in p["campaigns"])
-    scored = [r for r in p["campaigns"] if r["score"] is not None]
-    assert len(scored) == 2 and {r["winner"] or r["runner_up"] for r in scored} == {True}
+    assert all(r["campaign_id"] and r["kind"] for r in p["campaigns"])
+    assert all(r["score"] is None and r["value_micros"] is None for r in p["campaigns"])
+    assert not any(r["runner_up"] for r in p["campaigns"])
+    o = p["outcome"]
+    assert o["price_micros"] is not None and o["value_micros"] is None and o["runner_up_value_micros"] is None
     # Slices only through campaigns the caller may see.
     b1 = next(s["id"] for s in specs if s["name"] == "beta-1")
     r = a.post("/v1/dashboard/slice", json={"a": specs[0]["id"], "b": b1})
     assert r.status_code == 404
     r = pub.post("/v1/dashboard/slice", json={"a": specs[0]["id"], "b": "query", "embedding": x})
-    assert r.status_code == 404
+    assert r.status_code == 403
 
 
 def test_auth_of_dashboard_endpoints(server, world):

@@ -203,7 +203,7 @@ def test_dashboard_story(dashboard, model_server):
     expect(page.locator("#market-auction-id")).to_be_visible()
     auction_id = page.locator("#market-auction-id").inner_text().strip()
     assert re.fullmatch(r"auc_[A-Za-z0-9_-]{20,}", auction_id)
-    expect(page.locator("#market-winner")).to_have_text(f"ad: Summit {suffix} shoes")
+    expect(page.locator("#market-winner")).to_have_text(f"Summit {suffix}")  # names are public to publishers
     expect(page.locator("#market-price")).to_have_text("1.25")
     expect(page.locator("#projection svg")).to_be_visible(), d.errors
     d.shot("publisher_market_map")
@@ -264,12 +264,14 @@ def test_dashboard_story(dashboard, model_server):
     expect(page.locator("#ledger-balance")).to_have_text("-1.25")
     expect(page.locator("#ledger-table")).to_contain_text(auction_id[:12])
     d.shot("advertiser_ledger")
-    # With Ridge paused, Summit is unopposed at this point: the preview's price drops to the reserve (0).
+    # With Ridge paused, Summit wins unopposed at this point. An advertiser sees its own campaign's
+    # score, never the preview's price (in general the runner-up's, a rival's, reported value).
     d.tab("market")
     page.fill("#market-query", DESCRIPTION)
     page.fill("#market-tau", "0.01")
     page.click("#market-score")
-    expect(page.locator("#market-price")).to_have_text("0.00")
+    expect(page.locator("#market-winner")).to_have_text(f"Summit {suffix}")
+    expect(page.locator("#market-price")).to_have_text("–")
     expect(page.locator("#market-table")).to_contain_text("paused")
     expect(page.locator("#slice svg")).to_be_visible()
     d.shot("advertiser_market_map")

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from adspace import __version__
 from adspace.exchange.api import accounts, auctions, campaigns, openrtb, reports
 from adspace.exchange.config import Settings
-from adspace.exchange.middleware import Guard
+from adspace.exchange.middleware import Guard, RateLimits
 from adspace.exchange.services import Exchange, ServiceError
 from adspace.exchange.sync import start_market_sync
 
@@ -87,7 +87,8 @@ def create_app(settings: Settings | None = None, *, exchange: Exchange | None = 
     app.add_middleware(
         Guard,
         max_body_bytes=settings.max_body_bytes,
-        rate_per_second=settings.rate_limit_per_second,
-        burst=settings.rate_limit_burst,
+        limits=RateLimits(settings.limits(), settings.rate_limit_table_size)
+        if settings.rate_limit_per_second > 0
+        else None,
     )
     return app

@@ -32,7 +32,7 @@ from adspace.mechanisms.vcg import Clearing, Market
 __all__ = ["CampaignState", "LiveMarket", "Outcome", "Query", "EXCLUSION_REASONS"]
 
 #: Why a campaign was left out of an auction, in the order they are checked.
-EXCLUSION_REASONS = ("paused", "schedule", "budget", "daily_budget", "keyword", "relevance")
+EXCLUSION_REASONS = ("paused", "schedule", "budget", "daily_budget", "publisher_holds", "keyword", "relevance")
 
 _BIG = float("inf")
 
@@ -101,13 +101,15 @@ def _day_number(day: str | None) -> int:
 @dataclass(frozen=True)
 class Query:
     """One auction's request to the market: its point (``None`` when only keywords were given), keywords,
-    reserve, relevance gate τ, and campaigns to leave out (after refused holds)."""
+    reserve, relevance gate τ, campaigns to leave out (after refused holds), and campaigns this publisher
+    already holds up to its cap (``services/holds.py``: left out, counted as ``publisher_holds``)."""
 
     x: np.ndarray | None
     keywords: list[str] | None = None
     reserve_micros: int = 0
     tau: float | None = None
     exclude: frozenset[str] = frozenset()
+    capped: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -305,9 +307,10 @@ class LiveMarket:
         tau: float | None,
         now: datetime,
         exclude: frozenset[str] = frozenset(),
+        capped: frozenset[str] = frozenset(),
     ) -> Outcome:
         """Clear one auction. ``x``: the query embedding (``None`` when only keywords were given)."""
-        return self.run_batch([Query(x, keywords, reserve_micros, tau, exclude)], now)[0]
+        return self.run_batch([Query(x, keywords, reserve_micros, tau, exclude, capped)], now)[0]
 
     def run_batch(self, queries: list[Query], now: datetime) -> list[Outcome]:
         """Clear several auctions together: one :meth:`Market.clear` call per distinct reserve.
@@ -368,6 +371,12 @@ class LiveMarket:
         camp_ok, counts, left = base
         excluded = dict.fromkeys(EXCLUSION_REASONS, 0)
         excluded.update(counts)
+        if q.capped:  # this publisher's outstanding holds reached the cap on these campaigns
+            hit = np.zeros(len(self._states), dtype=bool)
+            hit[[self._pos[c] for c in q.capped if c in self._pos]] = True
+            excluded["publisher_holds"] = int((hit & left).sum())
+            left = left & ~hit
+            camp_ok = camp_ok & ~hit
         if q.exclude:
             camp_ok = camp_ok.copy()
             for cid in q.exclude:

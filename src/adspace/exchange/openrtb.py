@@ -31,13 +31,29 @@ from urllib.parse import urlparse
 import numpy as np
 
 from adspace.exchange.services import ServiceError, conversation_text
+from adspace.exchange.vectors import VectorError, check_vector
 from adspace.models.embedder import DIM, MODEL_NAME
 
-__all__ = ["AUCTION_TYPE", "RtbError", "parse_request", "native_adm", "bid", "response", "cpm_to_micros"]
+__all__ = [
+    "AUCTION_TYPE",
+    "NBR_INVALID_REQUEST",
+    "NoBid",
+    "RtbError",
+    "no_bid",
+    "parse_request",
+    "native_adm",
+    "bid",
+    "response",
+    "cpm_to_micros",
+]
 
 AUCTION_TYPE = 501  # exchange-specific (>= 500): embedding-space VCG, Clarke pivot
 SEAT = "adspace"
-CURRENCY = "USD"
+CURRENCY = "USD"  # the default; the exchange's currency is ``Settings.currency``
+#: OpenRTB 2.6 No-Bid Reason Codes (list 5.24). None of the standard codes names currencies; a request
+#: whose ``cur`` leaves out the exchange's currency asks for something no bid can satisfy as stated,
+#: so it is answered as an invalid request (2), with the reason in ``ext.adspace.reason``.
+NBR_INVALID_REQUEST = 2
 MODELS = {MODEL_NAME.lower(), f"sentence-transformers/{MODEL_NAME}".lower()}
 MACROS = "auction=${AUCTION_ID}&imp=${AUCTION_IMP_ID}&price=${AUCTION_PRICE}&cur=${AUCTION_CURRENCY}"
 
@@ -47,6 +63,14 @@ NoticeKind = Literal["win", "billing", "loss"]
 
 class RtbError(ValueError):
     """A malformed request; the message names the field."""
+
+
+class NoBid(Exception):
+    """A well-formed request the exchange cannot bid on: answered with a BidResponse holding ``nbr``."""
+
+    def __init__(self, request_id: str, nbr: int, reason: str):
+        super().__init__(reason)
+        self.request_id, self.nbr, self.reason = request_id, nbr, reason
 
 
 def cpm_to_micros(cpm: float) -> int:
@@ -72,10 +96,10 @@ def _decode_aa(aa: Any, where: str) -> np.ndarray:
         raise RtbError(f"{where}.vector: not valid base64") from None
     if len(raw) != 4 * DIM:
         raise RtbError(f"{where}.vector: must be {4 * DIM} bytes ({DIM} float32), got {len(raw)}")
-    x = np.frombuffer(raw, dtype="<f4").astype(np.float64)
-    if not np.isfinite(x).all():
-        raise RtbError(f"{where}.vector: must hold finite values")
-    return x
+    try:
+        return check_vector(np.frombuffer(raw, dtype="<f4"), f"{where}.vector")
+    except VectorError as exc:
+        raise RtbError(str(exc)) from None
 
 
 def _keywords(*objs: Any) -> list[str]:
@@ -97,13 +121,23 @@ def _keywords(*objs: Any) -> list[str]:
     return seen[:50]
 
 
-def parse_request(req: Any) -> dict[str, Any]:
-    """Validate a BidRequest; returns ``{id, imps: [(imp_id, reserve_micros)], embedding, text, keywords}``."""
+def parse_request(req: Any, currency: str = CURRENCY) -> dict[str, Any]:
+    """Validate a BidRequest; returns ``{id, imps: [(imp_id, reserve_micros)], embedding, text, keywords}``.
+
+    ``currency`` is the exchange's: a request whose ``cur`` (the currencies it accepts) leaves it out
+    raises :class:`NoBid`; an imp whose ``bidfloorcur`` is another currency gets no bid.
+    """
     if not isinstance(req, dict):
         raise RtbError("body: must be a JSON object (an OpenRTB 2.6 BidRequest)")
     rid = req.get("id")
     if not isinstance(rid, str) or not rid or len(rid) > 200:
         raise RtbError("id: required, a non-empty string of at most 200 characters")
+    cur = req.get("cur")
+    if cur is not None:
+        if not isinstance(cur, list) or not all(isinstance(c, str) for c in cur):
+            raise RtbError("cur: must be an array of ISO-4217 currency codes")
+        if cur and currency not in [c.strip().upper() for c in cur]:
+            raise NoBid(rid, NBR_INVALID_REQUEST, f"cur: the exchange bids in {currency} only, not in {cur[:10]!r}")
     imps = req.get("imp")
     if not isinstance(imps, list) or not imps:
         raise RtbError("imp: required, a non-empty array")
@@ -119,11 +153,11 @@ def parse_request(req: Any) -> dict[str, Any]:
         floor = imp.get("bidfloor", 0.0)
         if isinstance(floor, bool) or not isinstance(floor, int | float) or not math.isfinite(floor) or floor < 0:
             raise RtbError(f"imp[{i}].bidfloor: must be a number >= 0 (CPM)")
-        cur = imp.get("bidfloorcur", CURRENCY)
+        floor_cur = imp.get("bidfloorcur", "USD")  # OpenRTB's default
         if "native" not in imp or not isinstance(imp["native"], dict):
             continue  # only native imps are served
-        if cur != CURRENCY:
-            continue  # we bid in USD only: no bid on this imp
+        if floor > 0 and floor_cur != currency:
+            continue  # a floor in another currency: no bid on this imp (no conversion)
         if floor > 1e9:
             continue
         out_imps.append((iid, cpm_to_micros(float(floor))))
@@ -230,11 +264,16 @@ def bid(
     }
 
 
-def response(request_id: str, bids: list[dict[str, Any]]) -> dict[str, Any]:
+def response(request_id: str, bids: list[dict[str, Any]], currency: str = CURRENCY) -> dict[str, Any]:
     return {
         "id": request_id,
         "bidid": bids[0]["id"],
-        "cur": CURRENCY,
+        "cur": currency,
         "seatbid": [{"seat": SEAT, "bid": bids}],
         "ext": {"adspace": {"at": AUCTION_TYPE, "mechanism": "embedding-space VCG, Clarke pivot"}},
     }
+
+
+def no_bid(exc: NoBid) -> dict[str, Any]:
+    """A BidResponse that bids nothing and says why (``nbr``, and in words in ``ext.adspace.reason``)."""
+    return {"id": exc.request_id, "nbr": exc.nbr, "ext": {"adspace": {"reason": exc.reason}}}

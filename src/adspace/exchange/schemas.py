@@ -7,19 +7,17 @@ field named in ``detail[].msg``.
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from adspace.models.embedder import DIM
+from adspace.exchange.vectors import check_vector
 
 MAX_MICROS = 10**15  # a billion currency units
 MAX_BID_MICROS = 10**12
 MIN_SIGMA = 1e-6
 MAX_SIGMA = 1e6
-MAX_COORD = 1e6
 
 Micros = Annotated[int, Field(ge=0, le=MAX_MICROS, description="Amount in micros (1e-6 of the currency unit)")]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
@@ -51,13 +49,9 @@ class _In(BaseModel):
 
 
 def check_embedding(v: list[float] | None, field: str) -> list[float] | None:
-    if v is None:
-        return v
-    if len(v) != DIM:
-        raise ValueError(f"{field}: must have the exchange model's dimension {DIM}, got {len(v)} numbers")
-    for i, a in enumerate(v):
-        if not math.isfinite(a) or abs(a) > MAX_COORD:
-            raise ValueError(f"{field}[{i}]: must be finite with |value| <= {MAX_COORD:g}, got {a!r}")
+    """The field's vector through the exchange's one vector validator (:func:`check_vector`)."""
+    if v is not None:
+        check_vector(v, field)
     return v
 
 

@@ -70,13 +70,13 @@ def series(ex: ExchangeDep, who: Caller, window: Literal["1h", "24h", "7d", "30d
 @router.get("/v1/dashboard/auctions")
 def auction_log(
     ex: ExchangeDep,
-    _: Admin,
+    who: Admin,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
     status: Literal["no_fill", "held", "billed", "expired"] | None = None,
 ) -> dict[str, Any]:
     """Admin: every publisher's auctions, newest first, with publisher, campaign and advertiser names."""
-    return ex.dashboard.auction_log(limit=limit, offset=offset, status=status)
+    return ex.dashboard.auction_log(who, limit=limit, offset=offset, status=status)
 
 
 @router.get("/v1/dashboard/accounts")

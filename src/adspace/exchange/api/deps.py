@@ -6,13 +6,15 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Path, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 
+from adspace.exchange.identity import SCOPE_KEY, UNKNOWN, AuthHeaderError, Identity, parse_authorization
 from adspace.exchange.services import Exchange, Principal
 
 #: A path id (campaign, auction, account): short, URL-safe characters only.
 Id = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 
+#: Declares the scheme in the OpenAPI document; the header itself is read by :func:`identify`.
 bearer = HTTPBearer(auto_error=False, description="API key: `Authorization: Bearer <key>`")
 
 
@@ -26,15 +28,27 @@ async def get_exchange(request: Request) -> Exchange:
 ExchangeDep = Annotated[Exchange, Depends(get_exchange)]
 
 
-async def current(ex: ExchangeDep, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
-    if creds is None or not creds.credentials:
-        raise HTTPException(401, "Authorization: missing bearer API key", headers={"WWW-Authenticate": "Bearer"})
-    who = ex.accounts.cached(creds.credentials)  # a known key: no database, no thread
-    if who is None:
-        who = await run_in_threadpool(ex.accounts.authenticate, creds.credentials)
-    if who is None:
-        raise HTTPException(401, "Authorization: unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"})
-    return who
+async def identify(request: Request, ex: Exchange) -> Identity:
+    """The caller: as the guard resolved it (its one parse of ``Authorization``), else resolved here
+    the same way (an app mounted without the guard)."""
+    ident = request.scope.get(SCOPE_KEY)
+    if ident is not None:
+        return ident
+    try:
+        key, problem = parse_authorization(request.scope.get("headers") or ())
+    except AuthHeaderError as exc:
+        raise HTTPException(400, str(exc)) from None
+    if key is None:
+        return Identity(None, problem)
+    who = ex.accounts.cached(key) or await run_in_threadpool(ex.accounts.authenticate, key)
+    return Identity(who, None if who is not None else UNKNOWN)
+
+
+async def current(request: Request, ex: ExchangeDep, _scheme: Annotated[object, Depends(bearer)]) -> Principal:
+    ident = await identify(request, ex)
+    if ident.principal is None:
+        raise HTTPException(401, ident.problem, headers={"WWW-Authenticate": "Bearer"})
+    return ident.principal
 
 
 def _role(*kinds: str):

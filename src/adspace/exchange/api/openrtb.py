@@ -15,7 +15,10 @@ router = APIRouter(tags=["openrtb"])
 
 @router.post(
     "/openrtb2/auction",
-    responses={204: {"description": "No bid"}, 400: {"description": "Malformed request (the field is named)"}},
+    responses={
+        204: {"description": "No bid"},
+        400: {"description": "Malformed request (the field is named)"},
+    },
 )
 def auction(
     ex: ExchangeDep,
@@ -24,9 +27,11 @@ def auction(
 ) -> Any:
     """Run one embedding-space VCG auction (`at` = 501) per native imp; 204 when nothing is bid."""
     try:
-        req = openrtb.parse_request(request)
+        req = openrtb.parse_request(request, ex.settings.currency)
     except openrtb.RtbError as exc:
         raise HTTPException(400, str(exc)) from None
+    except openrtb.NoBid as exc:
+        return openrtb.no_bid(exc)
     if req["embedding"] is None and req["text"] is None and not req["keywords"]:
         raise HTTPException(400, "user.data[].segment[].ext.aa | ext.adspace.text | site.content: no query given")
     bids = []
@@ -60,7 +65,7 @@ def auction(
             )
     if not bids:
         return Response(status_code=204)
-    return openrtb.response(req["id"], bids)
+    return openrtb.response(req["id"], bids, ex.settings.currency)
 
 
 @router.get("/openrtb2/notice/{kind}/{auction_id}", status_code=200, responses={204: {"description": "Noted"}})

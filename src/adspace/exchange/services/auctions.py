@@ -45,6 +45,8 @@ from adspace.exchange.config import Settings
 from adspace.exchange.market import CampaignState, LiveMarket, Outcome, Query
 from adspace.exchange.security import new_auction_id
 from adspace.exchange.services.common import Conflict, NotFound, Principal, as_utc, utcnow
+from adspace.exchange.services.holds import PublisherHolds
+from adspace.exchange.services.visibility import explain_for
 from adspace.exchange.store import Store
 from adspace.exchange.store.models import Auction, Campaign
 
@@ -131,7 +133,8 @@ class AuctionResult:
 
 
 def explain(out: Outcome) -> dict[str, Any]:
-    """Why the auction ended as it did (stored with the auction, returned to the publisher)."""
+    """Why the auction ended as it did: stored in full with the auction; each reader sees what
+    :func:`~adspace.exchange.services.visibility.explain_for` allows."""
     ex: dict[str, Any] = {
         "mechanism": "embedding-space VCG (Clarke pivot)",
         "point": out.point,
@@ -185,9 +188,18 @@ class _Job:
 class AuctionService:
     """Clears, holds and records auctions in micro-batches; reads a publisher's own auctions back."""
 
-    def __init__(self, store: Store, market: LiveMarket, settings: Settings, embed, cached_embedding=None):
+    def __init__(
+        self,
+        store: Store,
+        market: LiveMarket,
+        settings: Settings,
+        embed,
+        holds: PublisherHolds,
+        cached_embedding=None,
+    ):
         self.store = store
         self.market = market
+        self.holds = holds
         self.settings = settings
         self.embed = embed
         self.cached_embedding = cached_embedding or (lambda text: None)
@@ -334,7 +346,11 @@ class AuctionService:
         t0 = time.perf_counter()
         now = utcnow()
         outs = self.market.run_batch(
-            [Query(j.x, j.keywords, j.reserve, j.tau, frozenset(j.exclude)) for j in batch], now
+            [
+                Query(j.x, j.keywords, j.reserve, j.tau, frozenset(j.exclude), self.holds.capped(j.who.account_id, now))
+                for j in batch
+            ],
+            now,
         )
         day = now.strftime("%Y-%m-%d")
         expires = now + timedelta(seconds=self.settings.hold_seconds)
@@ -386,6 +402,9 @@ class AuctionService:
                     continue
                 if money is not None:
                     self.market.set_money(out.campaign.id, **money_of(money))
+                    self.holds.add(
+                        result.auction_id, job.who.account_id, out.campaign, out.price_micros, result.expires_at
+                    )
                 done += 1
                 job.future.set_result(result)
             with self._timing_lock:
@@ -431,7 +450,7 @@ class AuctionService:
             campaign=camp,
             price_micros=out.price_micros,
             expires_at=expires if out.filled else None,
-            explain=why,
+            explain=explain_for(job.who, why),  # the full one is stored; the caller sees its share (visibility.py)
             outcome=out,
         )
         return hold, row, result
@@ -449,7 +468,7 @@ class AuctionService:
             a = s.get(Auction, auction_id)
             if a is None or a.publisher_id != who.account_id:
                 raise NotFound(f"auction_id: no auction {auction_id!r} of yours")
-            return auction_out(a)
+            return auction_out(who, a)
 
     def list(self, who: Principal, *, limit: int, offset: int) -> list[schemas.AuctionOut]:
         with self.store.read() as s:
@@ -460,10 +479,10 @@ class AuctionService:
                 .limit(limit)
                 .offset(offset)
             )
-            return [auction_out(a) for a in rows]
+            return [auction_out(who, a) for a in rows]
 
 
-def auction_out(a: Auction) -> schemas.AuctionOut:
+def auction_out(who: Principal, a: Auction) -> schemas.AuctionOut:
     return schemas.AuctionOut(
         auction_id=a.id,
         created_at=as_utc(a.created_at),
@@ -475,5 +494,5 @@ def auction_out(a: Auction) -> schemas.AuctionOut:
         price_micros=a.price_micros,
         billed_at=as_utc(a.billed_at),
         clicked_at=as_utc(a.clicked_at),
-        explain=json.loads(a.explain),
+        explain=explain_for(who, json.loads(a.explain), winner_advertiser_id=a.advertiser_id),
     )

@@ -34,6 +34,7 @@ from adspace.exchange.services.common import (
     as_utc,
     utcnow,
 )
+from adspace.exchange.services.holds import PublisherHolds
 from adspace.exchange.store import Store
 from adspace.exchange.store.models import Auction, Campaign, LedgerAccount, LedgerPosting, LedgerTransaction
 
@@ -107,9 +108,12 @@ _CLICK = (
 class BillingService:
     """Charges, clicks, expiry, notices and the ledger."""
 
-    def __init__(self, store: Store, market: LiveMarket, settings: Settings, accounts: AccountService):
+    def __init__(
+        self, store: Store, market: LiveMarket, settings: Settings, accounts: AccountService, holds: PublisherHolds
+    ):
         self.store = store
         self.market = market
+        self.holds = holds
         self.settings = settings
         self.accounts = accounts
         self._stop = threading.Event()
@@ -141,6 +145,7 @@ class BillingService:
             return self._billing_result(who, auction_id, now)
         result, campaign_id, money = charged
         self.market.set_money(campaign_id, **money_of(money))
+        self.holds.release(auction_id)
         return result
 
     def _charge_op(self, who: Principal, auction_id: str, now: datetime):
@@ -254,7 +259,18 @@ class BillingService:
         if done is None:
             return False
         self.market.set_money(done[0], **money_of(done[1]))
+        self.holds.release(auction_id)
         return True
+
+    def held(self) -> list[tuple]:
+        """Every held auction ``(id, publisher_id, campaign_id, price_micros, expires_at)`` (at start)."""
+        with self.store.read() as s:
+            rows = s.execute(
+                select(
+                    Auction.id, Auction.publisher_id, Auction.campaign_id, Auction.price_micros, Auction.expires_at
+                ).where(Auction.status == "held")
+            ).all()
+        return [(aid, pub, cid, price, as_utc(exp)) for aid, pub, cid, price, exp in rows]
 
     # -- OpenRTB notices -----------------------------------------------------------------------------
     def notice(self, kind: str, auction_id: str, token: str) -> schemas.BillingResult | None:

@@ -2,12 +2,10 @@
 
 What each view computes and who may see what (the router only parses and answers):
 
-Visibility. The admin sees every campaign. An advertiser sees its own campaigns in full; every other
-campaign appears as an anonymous "other" row with its score and reported value only (no name, center,
-σ, bid or reason), and rivals' parabolas are merged into one "others (best)" curve in slices. A
-publisher sees anonymous rows with the scores of the winner and the runner-up only (what every
-auction's ``explain`` tells it; it sets reserves, so it must not see the other bids), and the ads its
-own auctions showed; it has no slices. Recent queries are kept in
+Visibility: :mod:`adspace.exchange.services.visibility` decides, for every row, curve and number
+(the admin sees all; an advertiser its own campaigns in full and rivals as anonymous rows without
+score, value or curve; a publisher campaign names and kinds, eligibility, the winner and the price,
+never a score or reported value; no slices). Recent queries are kept in
 memory (the last 500 market-map queries since the server started; the exchange does not store query
 embeddings) and each caller sees only its own, the admin all.
 """
@@ -29,6 +27,7 @@ from sqlalchemy.orm import aliased
 from adspace.exchange import schemas
 from adspace.exchange.config import Settings
 from adspace.exchange.market import LiveMarket
+from adspace.exchange.services import visibility
 from adspace.exchange.services.auctions import AuctionService
 from adspace.exchange.services.common import Conflict, Forbidden, NotFound, Principal, as_utc, utcnow
 from adspace.exchange.store import Store
@@ -146,7 +145,7 @@ class Snapshot:
         return None
 
     def visible(self, who: Principal, i: int) -> bool:
-        return who.kind == "admin" or (who.kind == "advertiser" and self.rows[i].advertiser_id == who.account_id)
+        return visibility.sees_campaign(who, self.rows[i].advertiser_id)
 
     def index(self, campaign_id: str) -> int | None:
         for i, r in enumerate(self.rows):
@@ -198,6 +197,21 @@ def _why(out, labels: dict[int, str], winner: int | None, runner: int | None, re
     else:
         s += "; nobody else is eligible, so the Clarke pivot is 0"
     s += f", raised to the reserve ({reserve} micros), rounded down to whole micros: {out.price_micros} micros."
+    return s
+
+
+def _why_in_words(out, labels: dict[int, str], winner: int | None, sees_winner: bool, price_ok: bool) -> str:
+    """The outcome for a publisher or an advertiser: words, and numbers only of what they may see."""
+    if not out.filled:
+        if out.below_reserve:
+            return "No fill: no eligible campaign's reported value reaches the reserve."
+        return "No fill: no campaign is eligible for this query (see the reasons in the table)."
+    name = labels.get(winner, "another advertiser's campaign")
+    s = f"{name} wins: the highest score log(bid) − ‖x − c‖²/σ² among the {out.considered} eligible campaigns"
+    if sees_winner:
+        s += f" (its score {out.score:.4f}, reported value {out.value_micros:,.0f} micros)"
+    s += ". It pays the Clarke pivot: the runner-up's reported value, raised to the reserve, rounded down"
+    s += f" to whole micros: {out.price_micros} micros." if price_ok else "."
     return s
 
 
@@ -265,6 +279,7 @@ class DashboardService:
         """
         if body.run and who.kind != "publisher":
             raise Forbidden(f"run: only publisher keys run auctions, not {who.kind}")
+        visibility.check_market_query(who, reserve_micros=body.reserve_micros, run=body.run)
         snap = Snapshot(self.store, self.cache)
         x = self._query_point(body)
         reserve = self.settings.default_reserve_micros if body.reserve_micros is None else body.reserve_micros
@@ -331,41 +346,42 @@ class DashboardService:
         if winner is not None and rest:
             runner = max(rest, key=lambda i: score[i])
 
-        # Rows, best first; rivals anonymous unless the caller may see them (a publisher sees the ad it ran).
+        # Rows, shaped by what the caller may see (services/visibility.py). Scores order the rows only for
+        # the admin; others see the rows they may score first (by score), then the rest by name.
         shown_ad = auction["ad"] if auction and auction.get("ad") else None
-        order = sorted(range(n), key=lambda i: (score[i] is None, -(score[i] or 0.0), i))
+        adv_of = [r.advertiser_id for r in snap.rows]
+        scores_ok = [visibility.sees_scores(who, adv_of[i]) for i in range(n)]
+
+        def sort_key(i: int):
+            if who.kind == "admin":
+                return (score[i] is None, -(score[i] or 0.0), i)
+            return (not scores_ok[i], i != winner, -(score[i] or 0.0) if scores_ok[i] else 0.0, snap.rows[i].name, i)
+
+        order = sorted(range(n), key=sort_key)
         labels: dict[int, str] = {}
         k = 0
         rows_out = []
         for rank, i in enumerate(order, start=1):
-            if shown_ad is not None and i == winner and not snap.visible(who, i):
-                labels[i] = f"ad: {shown_ad['title']}"
-                row = {
-                    "campaign_id": shown_ad["campaign_id"],
-                    "name": labels[i],
-                    "mine": False,
-                    "kind": None,
-                    "reason": None,
-                }
-            elif snap.visible(who, i):
+            eligible = reason[i] is None and score[i] is not None
+            if visibility.sees_campaign(who, adv_of[i]):
                 row = snap.describe(who, i)
-                labels[i] = row["name"]
                 row.update(reason=reason[i], sqdist=_finite(sqdist[i]))
+            elif visibility.shows_name(who, adv_of[i]):
+                r = snap.rows[i]  # what is public to a publisher: the name and kind, eligibility, winner
+                row = {"campaign_id": r.id, "name": r.name, "mine": False, "kind": r.kind, "reason": None}
             else:
                 k += 1
-                labels[i] = f"other #{k}"
-                row = {"campaign_id": None, "name": labels[i], "mine": False, "kind": None}
-                row.update(reason=None if reason[i] is None else "not eligible")
-            # A publisher sets reserves: it sees the top two scores (as in every auction's explain), no others.
-            hide = who.kind == "publisher" and i not in (winner, runner)
+                row = {"campaign_id": None, "name": f"other #{k}", "mine": False, "kind": None, "reason": None}
+            labels[i] = row["name"]
+            see = scores_ok[i]
             row.update(
                 label=labels[i],
                 rank=rank,
-                score=None if hide else _finite(score[i]),
-                value_micros=None if hide else _finite(value[i]),
-                eligible=reason[i] is None and score[i] is not None,
+                score=_finite(score[i]) if see else None,
+                value_micros=_finite(value[i]) if see else None,
+                eligible=eligible,
                 winner=i == winner,
-                runner_up=i == runner,
+                runner_up=i == runner and (see or who.kind == "admin"),
             )
             rows_out.append(row)
         excluded: dict[str, int] = {}
@@ -373,26 +389,31 @@ class DashboardService:
             if rsn is not None:
                 excluded[rsn] = excluded.get(rsn, 0) + 1
 
+        sees_winner = winner is not None and scores_ok[winner]
+        sees_runner = runner is not None and scores_ok[runner]
+        price_ok = visibility.sees_price(who)
         outcome: dict[str, Any] = {
             "filled": bool(out.filled),
             "point": out.point,
             "keyword": out.keyword,
             "winner": None if winner is None else labels[winner],
             "winner_campaign_id": None
-            if winner is None or not (snap.visible(who, winner) or shown_ad)
+            if winner is None or not (visibility.shows_name(who, adv_of[winner]) or shown_ad)
             else snap.rows[winner].id,
-            "runner_up": None if runner is None else labels[runner],
-            "price_micros": int(out.price_micros),
+            "runner_up": labels[runner] if sees_runner else None,
+            "price_micros": int(out.price_micros) if price_ok else None,
             "reserve_micros": int(reserve),
-            "score": _finite(out.score),
-            "value_micros": _finite(out.value_micros),
-            "runner_up_score": _finite(out.runner_up_score),
-            "runner_up_value_micros": None if out.runner_up_score is None else _finite(math.exp(out.runner_up_score)),
+            "score": _finite(out.score) if sees_winner else None,
+            "value_micros": _finite(out.value_micros) if sees_winner else None,
+            "runner_up_score": _finite(out.runner_up_score) if sees_runner else None,
+            "runner_up_value_micros": _finite(math.exp(out.runner_up_score)) if sees_runner else None,
             "considered": int(out.considered),
             "total": int(out.total),
             "excluded": excluded,
             "below_reserve": bool(out.below_reserve),
-            "why": _why(out, labels, winner, runner, reserve),
+            "why": _why(out, labels, winner, runner, reserve)
+            if who.kind == "admin"
+            else _why_in_words(out, labels, winner, sees_winner, price_ok),
         }
         ad_title = shown_ad["title"] if shown_ad else None
         if point is not None:
@@ -419,10 +440,11 @@ class DashboardService:
         """Scores of the embedding campaigns along the line through ``a`` and ``b`` (campaigns or the query).
 
         Returns the parameter grid ``t`` (``a`` at 0, ``b`` at 1), a curve per campaign that wins
-        somewhere on the line or is an endpoint (at most 12, the caller's visible ones; rivals merged into
-        one "others (best)" curve for non-admins), the upper envelope, and the winning intervals.
+        somewhere on the line or is an endpoint (at most 12, the caller's visible ones; no curve of a rival),
+        the upper envelope where the caller's campaigns win, and the winning intervals (rivals: "others").
         Keyword campaigns (σ → 0) are not on the line and are left out.
         """
+        visibility.may_slice(who)
         snap = Snapshot(self.store, self.cache)
         ends = []
         for e in (body.a, body.b):
@@ -434,9 +456,7 @@ class DashboardService:
                 raise NotFound(f"a | b: no campaign {e!r} of yours")
             r = snap.rows[i]
             if r.kind == "keyword":
-                raise Conflict(
-                    409, f"a | b: campaign {e!r} is a keyword campaign (σ → 0); choose an embedding campaign"
-                )
+                raise Conflict(f"a | b: campaign {e!r} is a keyword campaign (σ → 0); choose an embedding campaign")
             ends.append((r.name, snap.center[r.id]))
         if np.array_equal(ends[0][1], ends[1][1]):
             raise Conflict("a | b: the two points coincide (same center); choose another")
@@ -455,7 +475,7 @@ class DashboardService:
         sc_all, _, _ = slice_scores(c, s, b, pa, pb, t)  # every campaign's parabola, eligible or not
         sc, env, win = slice_scores(c, s, b, pa, pb, t, eligible=elig)
         vis = np.asarray([snap.visible(who, i) for i in emb])
-        label = [snap.rows[i].name if vis[k] else "others (best)" for k, i in enumerate(emb)]
+        label = [snap.rows[i].name if vis[k] else "others" for k, i in enumerate(emb)]
         winners = sorted({int(w) for w in win if w >= 0}, key=lambda k: (not vis[k], -float(np.max(sc[:, k]))))
         endpoint_ids = {e for e in (body.a, body.b) if e != "query"}
         shown = [k for k in range(len(emb)) if vis[k] and snap.rows[emb[k]].id in endpoint_ids]
@@ -471,19 +491,9 @@ class DashboardService:
                     "score": [_finite(v) for v in sc_all[:, k]],
                 }
             )
-        hidden = np.flatnonzero(~vis & elig)
-        if hidden.size:
-            best = np.max(sc[:, hidden], axis=1)
-            out["curves"].append(
-                {
-                    "campaign_id": None,
-                    "label": "others (best)",
-                    "mine": False,
-                    "eligible": True,
-                    "score": [_finite(v) for v in best],
-                }
-            )
-        out["envelope"] = [_finite(v) for v in env]
+        # Rivals' scores are not shown (not even their best: at a rival's center it is log(bid)); the
+        # envelope is drawn where the caller's campaigns win, and where a rival wins only its label.
+        out["envelope"] = [_finite(v) if w >= 0 and vis[int(w)] else None for v, w in zip(env, win, strict=True)]
         out["winner"] = [None if w < 0 else label[int(w)] for w in win]
         for iv in winning_intervals(c, s, b, body.t_min, body.t_max, a=pa, b=pb, n=body.n, eligible=elig):
             lab = None if iv.winner < 0 else label[iv.winner]
@@ -619,7 +629,9 @@ class DashboardService:
         out["totals"] = {k: sum(v) for k, v in out.items() if isinstance(v, list) and v and isinstance(v[0], int)}
         return out
 
-    def auction_log(self, *, limit: int = 100, offset: int = 0, status: str | None = None) -> dict[str, Any]:
+    def auction_log(
+        self, who: Principal, *, limit: int = 100, offset: int = 0, status: str | None = None
+    ) -> dict[str, Any]:
         """Admin: every publisher's auctions, newest first, with publisher, campaign and advertiser names."""
         pub, adv = aliased(Account), aliased(Account)
         with self.store.read() as s:
@@ -652,7 +664,7 @@ class DashboardService:
                     "keyword": a.keyword,
                     "billed_at": None if a.billed_at is None else as_utc(a.billed_at).isoformat(),
                     "clicked_at": None if a.clicked_at is None else as_utc(a.clicked_at).isoformat(),
-                    "explain": json.loads(a.explain),
+                    "explain": visibility.explain_for(who, json.loads(a.explain), winner_advertiser_id=a.advertiser_id),
                 }
                 for a, pname, cname, aname in rows
             ]

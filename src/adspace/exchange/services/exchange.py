@@ -8,6 +8,7 @@ Each service has one job and owns its transactions; they share the :class:`~adsp
 * ``campaigns`` -- campaigns, and the market cache they feed
 * ``auctions``  -- clear (micro-batched), hold, record (group-committed), explain
 * ``billing``   -- charges exactly once, clicks, hold expiry, OpenRTB notices, the ledger
+* ``holds``     -- per-publisher caps on outstanding holds (in memory; budget griefing)
 * ``reports``   -- per-campaign outcomes
 * ``dashboard`` -- market map, slices, projection, series, the admin's logs
 """
@@ -28,6 +29,7 @@ from adspace.exchange.services.billing import BillingService
 from adspace.exchange.services.campaigns import CampaignService
 from adspace.exchange.services.common import Unavailable
 from adspace.exchange.services.dashboard import DashboardService
+from adspace.exchange.services.holds import PublisherHolds
 from adspace.exchange.services.reports import ReportService
 from adspace.exchange.store import Store
 from adspace.models.embedder import DIM, MODEL_NAME
@@ -46,10 +48,13 @@ class Exchange:
         self.market = LiveMarket(DIM)
         self._embedder = embedder
         self._embedder_lock = threading.Lock()
+        self.holds = PublisherHolds(settings.publisher_hold_cap_bps)
         self.accounts = AccountService(self.store)
         self.campaigns = CampaignService(self.store, self.market, self.embed)
-        self.auctions = AuctionService(self.store, self.market, settings, self.embed, self.cached_embedding)
-        self.billing = BillingService(self.store, self.market, settings, self.accounts)
+        self.auctions = AuctionService(
+            self.store, self.market, settings, self.embed, self.holds, cached_embedding=self.cached_embedding
+        )
+        self.billing = BillingService(self.store, self.market, settings, self.accounts, self.holds)
         self.reports = ReportService(self.store)
         self.dashboard = DashboardService(self.store, self.market, settings, self.auctions, self.embed)
 
@@ -67,8 +72,10 @@ class Exchange:
         return self.accounts.bootstrap_admin(self.settings.admin_key)
 
     def load_market(self) -> None:
-        """Fill the in-memory market from the database (at start)."""
+        """Fill the in-memory market from the database (at start), and the publishers' hold counts."""
         self.campaigns.load()
+        if self.holds.enabled:
+            self.holds.load(self.billing.held(), self.market.get)
 
     def start_background(self) -> None:
         self.auctions.start()

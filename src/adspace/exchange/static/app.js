@@ -570,7 +570,8 @@ async function viewMarket(root) {
     h("label", { class: "full" }, "Query: a conversation, or what the user is asking",
       h("textarea", { name: "text", id: "market-query", placeholder: "which trail shoes for a muddy ultramarathon?" }, state.market ? state.market.query.text || "" : "")),
     h("label", {}, "Keywords (optional, comma separated)", h("input", { name: "keywords", id: "market-keywords" })),
-    h("label", {}, "Reserve (optional)", h("input", { name: "reserve", id: "market-reserve", type: "number", step: "any", min: "0" })),
+    // Reserves: the admin's what-if, or a publisher's real auction (a preview at chosen reserves would reveal bids).
+    state.me.kind === "advertiser" ? null : h("label", {}, isPub ? "Reserve (optional; applies when you run the auction)" : "Reserve (optional)", h("input", { name: "reserve", id: "market-reserve", type: "number", step: "any", min: "0" })),
     h("label", {}, "Relevance gate τ (optional): ‖x − c‖² ≤ τ", h("input", { name: "tau", id: "market-tau", type: "number", step: "any", min: "0" })),
     h("div", { class: "row" },
       h("button", { type: "submit", name: "score", id: "market-score", value: "score" }, "Score every campaign"),
@@ -579,7 +580,7 @@ async function viewMarket(root) {
   const result = h("div", { id: "market-result" });
   root.append(h("div", { class: "card" }, h("h2", {}, "Market map"),
     h("p", { class: "muted small" }, "Every campaign scores log(bid) − ‖x − c‖²/σ² at the query x; the highest eligible score wins and pays the Clarke pivot (the runner-up's reported value bid·exp(−‖x − c‖²/σ²), at least the reserve). ",
-      isPub ? "“Run auction” runs the real auction (held against the winner's budget; bill it under Auctions)." : state.me.kind === "admin" ? "You see every campaign." : "Your campaigns are named; rivals are anonymous."),
+      isPub ? "“Run auction” runs the real auction (held against the winner's budget; bill it under Auctions). You see names, eligibility, the winner and the price, never bids or scores." : state.me.kind === "admin" ? "You see every campaign." : "Your campaigns are named and scored; rivals are anonymous, without scores."),
     f), result);
   f.addEventListener("submit", guard(async (ev) => {
     const run = ev.submitter && ev.submitter.value === "run";
@@ -588,7 +589,7 @@ async function viewMarket(root) {
     if (v("text")) body.text = v("text");
     const kws = v("keywords").split(",").map((k) => k.trim()).filter(Boolean);
     if (kws.length) body.keywords = kws;
-    if (v("reserve") !== "") body.reserve_micros = toMicros(v("reserve"));
+    if (f.elements.reserve && v("reserve") !== "" && (run || !isPub)) body.reserve_micros = toMicros(v("reserve"));
     if (v("tau") !== "") body.tau = Number(v("tau"));
     const data = await api("POST", "/v1/dashboard/market", body);
     state.market = { query: body, data };
@@ -623,8 +624,8 @@ function renderMarket(result, query, data) {
     { label: "", get: (r) => (r.winner ? pill("winner", "billed") : r.runner_up ? pill("runner-up (sets the price)", "held") : "") },
   ], data.campaigns, { id: "market-table", rowClass: (r) => (r.winner ? "winner" : r.runner_up ? "runner" : !r.eligible ? "ineligible" : null), rowId: (r) => r.campaign_id || r.label });
 
-  // Slice: endpoints are your visible embedding campaigns or the query.
-  const vis = data.campaigns.filter((r) => r.campaign_id && r.kind === "embedding");
+  // Slice: endpoints are your visible embedding campaigns or the query (publishers have no slices).
+  const vis = state.me.kind === "publisher" ? [] : data.campaigns.filter((r) => r.campaign_id && r.kind === "embedding");
   const opts = (sel) => [h("option", { value: "query", selected: sel === "query" }, "the query"), ...vis.map((r) => h("option", { value: r.campaign_id, selected: sel === r.campaign_id }, r.label))];
   const canSlice = vis.length >= 2 || (vis.length >= 1 && !!query.text);
   // Default line: your best campaign to the next one with another center (another distance to x).
