@@ -20,7 +20,7 @@ def serve(
     ),
     demo: bool = typer.Option(False, help="Seed an empty database with a demo market and print the keys to try it."),
 ) -> None:
-    """Serve the ad exchange over HTTP (OpenAPI docs at /docs)."""
+    """Serve the ad exchange over HTTP (dashboard at /, API docs at /docs and /redoc)."""
     import uvicorn
     from rich.console import Console
 
@@ -48,7 +48,10 @@ def serve(
                 console.print(f"  {label}: [bold]{key}[/]")
         else:
             console.print("Database already has accounts: demo seeding skipped (keys were printed at first start).")
-    console.print(f"Serving on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
+    console.print(
+        f"Serving on http://{host}:{port}  (dashboard: http://{host}:{port}/, "
+        f"API docs: http://{host}:{port}/docs and /redoc, served offline)"
+    )
     uvicorn.run(
         create_app(settings, exchange=ex),
         host=host,
