@@ -54,7 +54,9 @@ def test_swagger_ui_lists_the_operations_offline(browser, server):  # noqa: F811
         auctions = page.locator(".opblock-summary-path", has_text=re.compile(r"^/v1/auctions$"))
         expect(auctions.first).to_be_visible(timeout=30_000)
         paths = set(page.locator(".opblock-summary-path").all_inner_texts())
-        assert {"/v1/campaigns", "/v1/auctions/{auction_id}/billing", "/v1/ledger"} <= {p.strip() for p in paths}, paths
+        assert {"/v1/campaigns", "/v1/auctions/{auction_id}/billing", "/v1/campaigns/reach", "/v1/ledger"} <= {
+            p.strip() for p in paths
+        }, paths
         expect(page.locator(".info .title")).to_contain_text("adspace exchange")
         assert not outside, outside
         assert not errors, errors

@@ -10,6 +10,7 @@ Each service has one job and owns its transactions; they share the :class:`~adsp
 * ``billing``   -- charges exactly once, clicks, hold expiry, OpenRTB notices, the ledger
 * ``reports``   -- per-campaign outcomes
 * ``dashboard`` -- market map, slices, projection, series, the admin's logs
+* ``reach``     -- a center and σ fitted to example conversations, previewed against the market
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from adspace.exchange.services.billing import BillingService
 from adspace.exchange.services.campaigns import CampaignService
 from adspace.exchange.services.common import Unavailable
 from adspace.exchange.services.dashboard import DashboardService
+from adspace.exchange.services.reach import ReachService
 from adspace.exchange.services.reports import ReportService
 from adspace.exchange.store import Store
 from adspace.models.embedder import DIM, MODEL_NAME
@@ -52,6 +54,7 @@ class Exchange:
         self.billing = BillingService(self.store, self.market, settings, self.accounts)
         self.reports = ReportService(self.store)
         self.dashboard = DashboardService(self.store, self.market, settings, self.auctions, self.embed)
+        self.reach = ReachService(self.store, settings, self.embed, self.dashboard.cache)
 
     @property
     def engine(self):
