@@ -373,9 +373,7 @@ class CampaignReportPage(BaseModel):
 
 MAX_DASHBOARD_TEXT = 2000
 
-DashboardText = Annotated[
-    str, Field(min_length=1, max_length=MAX_DASHBOARD_TEXT, description="Conversation text, embedded")
-]
+DashboardText = Annotated[str, Field(min_length=1, max_length=MAX_DASHBOARD_TEXT, description="Conversation text, embedded")]
 
 
 class DashboardQuery(_In):
