@@ -83,3 +83,26 @@ def test_reach_refuses_bad_input_naming_the_field(model_server):
     assert r.status_code == 404 and "campaign_id" in r.json()["detail"]
     r = pub.post("/v1/campaigns/reach", json={"customers": CUSTOMERS})
     assert r.status_code == 403
+
+
+def test_adspace_reach_against_the_live_market_is_the_endpoint(model_server, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from adspace.cli import app
+
+    adv = new_advertiser(model_server, "cli reach")
+    (tmp_path / "c.txt").write_text("\n".join(CUSTOMERS))
+    (tmp_path / "n.txt").write_text("\n".join(OTHERS))
+    args = ["reach", "--customers", str(tmp_path / "c.txt"), "--non-customers", str(tmp_path / "n.txt")]
+    args += ["--bid", "2", "--url", model_server.base, "--key", adv.key, "--json"]
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(app, args)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    direct = adv.ok(
+        "POST",
+        "/v1/campaigns/reach",
+        json={"customers": CUSTOMERS, "non_customers": OTHERS, "bid_micros": 2_000_000, "reserve_micros": 0},
+    )
+    assert out["sigma"] == direct["sigma"] and out["preview"]["queries"] == direct["preview"]["queries"]
