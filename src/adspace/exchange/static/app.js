@@ -768,7 +768,10 @@ function renderMarket(result, query, data) {
     h("div", { class: "grid2" }, sliceCard,
       h("div", { class: "card", id: "projection-card" }, h("h2", {}, "Campaign centers and recent queries (2-D projection)"), proj)),
   );
-  if (canSlice) drawSlice();
+  // The query at a campaign's very center leaves no line to draw from that campaign to the query.
+  const atCenter = (id) => id === "query" || (vis.find((r) => r.campaign_id === id) || {}).sqdist === 0;
+  if (canSlice && !(atCenter(a0) && atCenter(b0))) drawSlice();
+  else if (canSlice) sliceBox.replaceChildren(h("p", { class: "muted", id: "slice-note" }, "The query sits at your campaign's center: choose two points that differ."));
   drawProjection(proj, data.query_xy);
 }
 
