@@ -279,3 +279,9 @@ def test_reach_errors_name_the_option(runner, tmp_path):
     ):
         result = runner.invoke(app, ["reach", *args], env={**WIDE, "ADSPACE_API_KEY": ""})
         assert result.exit_code == 1 and needle in result.output, result.output
+
+
+def test_demo_help_states_the_reserve_the_demo_uses(runner, demo_json):
+    result = runner.invoke(app, ["demo", "--help"])
+    assert result.exit_code == 0
+    assert f"${demo_json['reserve']:g}" in " ".join(result.stdout.split()), result.stdout

@@ -22,6 +22,9 @@ def serve(
         False,
         help="Seed an empty database with a demo market and a day of simulated traffic, and print the keys to try it.",
     ),
+    demo_auctions: int = typer.Option(
+        240, "--demo-auctions", min=0, max=100_000, help="How many simulated auctions --demo spreads over the past day."
+    ),
     new_keys: bool = typer.Option(
         False,
         "--new-keys",
@@ -50,7 +53,7 @@ def serve(
         from adspace.exchange.seed import seed_demo
 
         with console.status("Seeding the demo market and a day of simulated traffic…"):
-            keys = seed_demo(ex)
+            keys = seed_demo(ex, traffic=demo_auctions)
         if keys:
             console.print(
                 "[bold]Demo market seeded[/] with a day of simulated traffic (labelled demo). Keys (shown once):"
