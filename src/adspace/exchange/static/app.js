@@ -495,6 +495,7 @@ async function viewAdvertiserPerformance(root, win = "24h") {
   root.replaceChildren(
     h("div", { class: "card" },
       h("div", { class: "row" }, h("h2", {}, "Spend and win rate"), h("div", { class: "spacer" }), windowPicker((w) => guard(() => viewAdvertiserPerformance(root, w))(), win)),
+      demoNote(data),
       h("div", { class: "kpis" },
         kpi("spend (billed)", money(t.spend_micros), "kpi-spend"), kpi("wins", t.wins, "kpi-wins"), kpi("impressions (billed)", t.impressions),
         kpi("win rate", pct(t.auctions ? t.wins / t.auctions : null))),
@@ -557,6 +558,10 @@ async function viewAuctions(root) {
     ], rows, { id: "auctions-table", rowId: (a) => a.auction_id, empty: "No auctions yet: run one from the market map." })));
 }
 // A long explanation in a table cell: one line cut with an ellipsis (CSS), the whole text on hover.
+// Simulated auctions (seeded by `adspace serve --demo`) are labelled wherever they are counted.
+const demoNote = (data) => (data && data.demo_auctions
+  ? h("div", { class: "demo-banner", id: "demo-note" }, `Demo data: ${plural(data.demo_auctions, "auction")} in this window ${data.demo_auctions === 1 ? "is" : "are"} simulated traffic seeded by adspace serve --demo.`)
+  : null);
 const whyCell = (text) => (present(text) ? h("span", { class: "muted small why", title: text }, text) : "");
 
 async function viewPublisherPerformance(root, win = "24h") {
@@ -564,6 +569,7 @@ async function viewPublisherPerformance(root, win = "24h") {
   const t = data.totals;
   root.replaceChildren(h("div", { class: "card" },
     h("div", { class: "row" }, h("h2", {}, "Fill rate and revenue"), h("div", { class: "spacer" }), windowPicker((w) => guard(() => viewPublisherPerformance(root, w))(), win)),
+    demoNote(data),
     h("div", { class: "kpis" }, kpi("auctions", t.auctions, "kpi-auctions"), kpi("fill rate", pct(t.auctions ? t.filled / t.auctions : null), "kpi-fill"),
       kpi("billed impressions", t.billed), kpi("revenue (your share)", money(t.revenue_micros), "kpi-revenue")),
     h("div", { class: "grid2" },
@@ -588,7 +594,7 @@ async function viewAuctionLog(root, status = "", offset = 0) {
       h("button", { class: "small secondary", disabled: offset + 100 >= data.total, onclick: () => guard(() => viewAuctionLog(root, status, offset + 100))() }, "Older")),
     table([
       { label: "Time", get: (a) => when(a.created_at) }, { label: "Auction", get: (a) => h("code", { title: a.auction_id }, shortId(a.auction_id)) },
-      { label: "Publisher", get: (a) => a.publisher }, { label: "Status", get: (a) => pill(a.status) },
+      { label: "Publisher", get: (a) => a.publisher }, { label: "Status", get: (a) => h("span", {}, pill(a.status), a.source === "demo" ? h("span", { class: "muted small" }, " simulated") : null) },
       { label: "Winner", get: (a) => (a.campaign ? h("span", {}, a.campaign, h("div", { class: "muted small" }, a.advertiser)) : "–") },
       { label: "Price", num: true, get: (a) => money(a.price_micros) },
       { label: "Considered", num: true, get: (a) => (a.explain ? `${a.explain.considered}/${a.explain.campaigns_total}` : "–") },
@@ -601,6 +607,7 @@ async function viewRevenue(root, win = "24h") {
   const t = data.totals;
   root.replaceChildren(h("div", { class: "card" },
     h("div", { class: "row" }, h("h2", {}, "Revenue"), h("div", { class: "spacer" }), windowPicker((w) => guard(() => viewRevenue(root, w))(), win)),
+    demoNote(data),
     h("div", { class: "kpis" },
       kpi("exchange revenue (window)", money(t.revenue_micros), "kpi-revenue"), kpi("gross billed (window)", money(t.gross_micros), "kpi-gross"),
       kpi("auctions", t.auctions), kpi("fill rate", pct(t.auctions ? t.filled / t.auctions : null)),
