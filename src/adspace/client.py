@@ -1,10 +1,13 @@
 """A Python client for the adspace exchange: one typed method per endpoint, sync and async.
 
->>> from adspace.client import Client                                    # doctest: +SKIP
->>> adv = Client("http://127.0.0.1:8000", api_key="adsk_adv_...")         # doctest: +SKIP
->>> camp = adv.create_campaign("Trail shoes", bid_micros=2_500_000, budget_micros=500_000_000,
-...     description="trail running shoes for muddy mountain paths", sigma=0.6,
-...     creative={"title": "TrailCo Ridge 3", "url": "https://example.com/trailco"})  # doctest: +SKIP
+Example (needs a running exchange; the README's walkthrough runs it as a test)::
+
+    from adspace.client import Client
+
+    adv = Client("http://127.0.0.1:8000", api_key="adsk_adv_...")
+    camp = adv.create_campaign("Trail shoes", bid_micros=2_500_000, budget_micros=500_000_000,
+        description="trail running shoes for muddy mountain paths", sigma=0.6,
+        creative={"title": "TrailCo Ridge 3", "url": "https://example.com/trailco"})
 
 ``AsyncClient`` has the same methods, to be awaited. Answers are the exchange's own pydantic models
 (:mod:`adspace.exchange.schemas`), so fields are typed and checked; the dashboard's JSON views come
