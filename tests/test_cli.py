@@ -235,3 +235,53 @@ def test_console_script_reports_errors(tmp_path):
     assert "line 2 ('Shoes'): field 'sigma': must be > 0" in proc.stderr
     helped = subprocess.run([*cmd, "--help"], capture_output=True, text=True, timeout=120)
     assert helped.returncode == 0 and "demo" in helped.stdout
+
+
+def test_reach_offline_fit_and_preview_match_the_kernel(runner, embedder, tmp_path):
+    from adspace.mechanisms.reach import fit_reach
+
+    cust = tmp_path / "customers.txt"
+    cust.write_text("# customers\nwhich trail shoes grip on wet rock?\nmy trail shoes slip on muddy descents\n")
+    others = tmp_path / "others.json"
+    others.write_text(json.dumps(["how do I file my taxes?", "cheap flights to Lisbon"]))
+    market = Path(__file__).resolve().parents[1] / "src" / "adspace" / "data" / "demo_market.json"
+    args = ["reach", "--customers", str(cust), "--non-customers", str(others), "--bid", "2", "--market", str(market)]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    fit = fit_reach(
+        embedder.embed(["which trail shoes grip on wet rock?", "my trail shoes slip on muddy descents"]),
+        embedder.embed(["how do I file my taxes?", "cheap flights to Lisbon"]),
+    )
+    assert out["sigma"] == pytest.approx(fit.sigma, rel=1e-12) and out["fit"]["method"] == "likelihood"
+    pv = out["preview"]
+    assert len(pv["queries"]) == 4 and pv["wins"] == sum(q["won"] for q in pv["queries"])
+    m = load_market(market, embedder=embedder)
+    x = embedder.embed([q["text"] for q in pv["queries"]])
+    direct = clear(
+        x,
+        np.vstack([m.centers, fit.center]),
+        np.append(m.sigmas, fit.sigma),
+        np.append(m.bids, 2.0),
+    )
+    assert [q["won"] for q in pv["queries"]] == (direct.winner == len(m)).tolist()
+    table = runner.invoke(app, args)
+    assert table.exit_code == 0 and "Proposed σ" in table.stdout and "Preview at bid 2.00" in table.stdout
+
+
+def test_reach_errors_name_the_option(runner, tmp_path):
+    one = tmp_path / "one.txt"
+    one.write_text("only one conversation\n")
+    for args, needle in (
+        (["--customers", str(tmp_path / "missing.txt")], "--customers"),
+        (["--customers", str(one)], "--customers: give at least 2"),
+        (["--customers", str(one), "--url", "http://127.0.0.1:9"], "--key"),
+    ):
+        result = runner.invoke(app, ["reach", *args], env={**WIDE, "ADSPACE_API_KEY": ""})
+        assert result.exit_code == 1 and needle in result.output, result.output
+
+
+def test_demo_help_states_the_reserve_the_demo_uses(runner, demo_json):
+    result = runner.invoke(app, ["demo", "--help"])
+    assert result.exit_code == 0
+    assert f"${demo_json['reserve']:g}" in " ".join(result.stdout.split()), result.stdout

@@ -27,6 +27,7 @@ def _main() -> None:
 # Command modules register themselves on `app` / `experiment_app` when imported.
 from adspace import commands_figures as _figures_commands  # noqa: E402,F401
 from adspace import commands_market  # noqa: E402,F401
+from adspace import commands_reach as _reach_commands  # noqa: E402,F401
 from adspace.exchange import commands as _exchange_commands  # noqa: E402,F401
 from adspace.simulate import mosaic_cli as _mosaic_commands  # noqa: E402,F401
 from adspace.simulate import replay_cli as _replay_commands  # noqa: E402,F401

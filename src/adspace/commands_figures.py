@@ -1,4 +1,4 @@
-"""``adspace figures``: seed 000's Figures 1-3 as PNG files, computed by adspace's own kernel."""
+"""``adspace figures``: Figures 1-3 of Kim (2026) as PNG files, computed by adspace's own kernel."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from adspace.cli import app
 def figures(
     out: Path = typer.Option(Path("out/figures"), "--out", help="Folder for the PNG files (created if missing)."),
 ) -> None:
-    """Write seed 000's Figures 1-3 (envelope of parabolas, paraboloid lift, shrinking σ) as PNG files."""
+    """Write Figures 1-3 of Kim, "Formally Verified VCG Mechanisms for Advertising in Embedding Spaces" (2026) as PNG files: envelope of parabolas, paraboloid lift, shrinking σ."""
     from adspace.figures import write_figures
 
     paths = write_figures(out)

@@ -37,6 +37,14 @@ def _quiet_model_loading() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def _demo_reserve() -> float:
+    """The shipped demo market's reserve in currency units (read from the file, so --help cannot drift)."""
+    from adspace.market import _data
+
+    raw = _data("demo_market.json")
+    return raw["reserve_micros"] / 1e6 if "reserve_micros" in raw else float(raw.get("reserve", 0.0))
+
+
 def _money(x: float, currency: str) -> str:
     if x != 0 and abs(x) < 1e-4:
         num = f"{x:.2e}"
@@ -156,7 +164,10 @@ def _snippet(text: str, n: int = 90) -> str:
 @app.command()
 def demo(
     reserve: float | None = typer.Option(
-        None, "--reserve", min=0.0, help="Reserve in currency units (default: the demo market's, $0.015)."
+        None,
+        "--reserve",
+        min=0.0,
+        help=f"Reserve in currency units (default: the demo market's, ${_demo_reserve():g}).",
     ),
     last_n: int = typer.Option(DEFAULT_LAST_N, "--last-n", min=1, help="User turns that make each query."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),

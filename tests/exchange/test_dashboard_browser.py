@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ADMIN_KEY
+from .conftest import ADMIN_KEY, new_advertiser, new_publisher
 
 CHROMIUM = os.environ.get("ADSPACE_CHROMIUM", "/usr/bin/chromium")
 ARGS = [
@@ -113,6 +113,25 @@ class Dashboard:
         p.click("#save-campaign")
 
 
+def assert_labels_apart(page, box: str) -> None:
+    """The chart's point labels neither overlap each other nor leave the drawing."""
+    page.locator(f"{box} svg g.labels text").first.wait_for()
+    rects = page.evaluate(
+        f"""() => {{
+        const svg = document.querySelector('{box} svg').getBoundingClientRect();
+        return [...document.querySelectorAll('{box} svg g.labels text')].map((t) => {{
+          const r = t.getBoundingClientRect();
+          return [r.left - svg.left, r.top - svg.top, r.right - svg.left, r.bottom - svg.top, svg.width, svg.height];
+        }});
+    }}"""
+    )
+    assert rects
+    for i, a in enumerate(rects):
+        assert a[0] >= -0.5 and a[1] >= -0.5 and a[2] <= a[4] + 0.5 and a[3] <= a[5] + 0.5, a
+        for b in rects[i + 1 :]:
+            assert not (a[0] < b[2] - 0.5 and b[0] < a[2] - 0.5 and a[1] < b[3] - 0.5 and b[1] < a[3] - 0.5), (a, b)
+
+
 def money_cell(row, column: int) -> str:
     return row.locator("td").nth(column).inner_text().strip()
 
@@ -123,7 +142,7 @@ def dashboard(browser, model_server, backend):
     shots = OUT / backend
     shots.mkdir(parents=True, exist_ok=True)
     for old in [*shots.glob("*.png"), *shots.glob("failure.*")]:
-        old.unlink()
+        old.unlink(missing_ok=True)  # another worker may be clearing the same folder
     ctx = browser.new_context(viewport={"width": 1300, "height": 900})
     page = ctx.new_page()
     page.set_default_timeout(60_000)
@@ -157,9 +176,34 @@ def test_dashboard_story(dashboard, model_server):
     assert adv_key.startswith("adsk_adv_") and pub_key.startswith("adsk_pub_")
     d.shot("admin_accounts")
 
-    # Advertiser: create two campaigns at the same description, edit one.
+    # Advertiser: the form shows only the fields of the chosen targeting.
     d.sign_in(adv_key, "advertiser")
     d.tab("campaigns")
+    page.click("#new-campaign")
+    form = page.locator("#campaign-form")
+    expect(form.locator("[name=description]")).to_be_visible()
+    expect(form.locator("[name=keywords]")).to_be_hidden()
+    form.locator("[name=kind]").select_option("keyword")
+    expect(form.locator("[name=keywords]")).to_be_visible()
+    for name in ("description", "sigma"):
+        expect(form.locator(f"[name={name}]")).to_be_hidden()
+    expect(page.locator("#reach")).to_be_hidden()
+    form.locator("[name=kind]").select_option("embedding")
+    expect(form.locator("[name=sigma]")).to_be_visible()
+    # σ from example conversations, previewed at the form's bid, before any money is committed.
+    page.locator("#reach summary").click()
+    page.fill("#reach-customers", "which shoes for a rocky alpine ultramarathon?\ntrail shoes that grip on wet granite")
+    page.fill("#reach-others", "how do I file my taxes?\ncheap flights to Lisbon")
+    form.locator("[name=bid]").fill("2.00")
+    page.click("#reach-fit")
+    expect(page.locator("#reach-sigma")).to_contain_text("Proposed σ")
+    expect(page.locator("#reach-table tbody tr")).to_have_count(4)
+    page.click("#reach-use-sigma")
+    assert form.locator("[name=sigma]").input_value() != "0.8"
+    d.shot("advertiser_reach")
+    page.click("#campaign-form button.secondary:has-text('Cancel')")
+
+    # Advertiser: create two campaigns at the same description, edit one.
     for name, bid in ((f"Summit {suffix}", "2.00"), (f"Ridge {suffix}", "1.50")):
         page.click("#new-campaign")
         d.fill_campaign(
@@ -191,9 +235,12 @@ def test_dashboard_story(dashboard, model_server):
     expect(ridge.locator("td").nth(3)).to_have_text("1.25")
     d.shot("advertiser_campaigns")
 
-    # Publisher: score the query on the market map, then run the auction from there.
+    # Publisher: an empty query is refused in plain words; then score the query and run the auction.
     d.sign_in(pub_key, "publisher")
     d.tab("market")
+    page.click("#market-score")
+    expect(page.locator("#toast")).to_contain_text("Query: type a conversation")
+    expect(page.locator("#toast")).not_to_contain_text("Value error")
     page.fill("#market-query", DESCRIPTION)
     page.fill("#market-tau", "0.01")  # only campaigns at (almost) this very point compete
     page.click("#market-score")
@@ -206,6 +253,10 @@ def test_dashboard_story(dashboard, model_server):
     expect(page.locator("#market-winner")).to_have_text(f"Summit {suffix}")  # names are public to publishers
     expect(page.locator("#market-price")).to_have_text("1.25")
     expect(page.locator("#projection svg")).to_be_visible(), d.errors
+    # What a publisher may not see is counted, not listed as rows of dashes; no empty slice card.
+    for cell in page.locator("#market-table td").all_inner_texts():
+        assert cell.strip() != "–", page.locator("#market-table").inner_text()
+    expect(page.locator("#slice-card")).to_have_count(0)
     d.shot("publisher_market_map")
 
     # Publisher: the auction is held until billed; bill it (the ad was shown).
@@ -215,7 +266,17 @@ def test_dashboard_story(dashboard, model_server):
     row.locator("button.bill").click()
     row = page.locator(f'#auctions-table tr[data-id="{auction_id}"]')
     expect(row).to_contain_text("billed")
+    assert "…" not in row.locator("td").nth(3).inner_text()
+    expect(row.locator("td").nth(3)).to_have_text(f"Summit {suffix} shoes")
+    why = row.locator("span.why")
+    assert why.evaluate("e => getComputedStyle(e).textOverflow") == "ellipsis"
+    assert why.get_attribute("title")  # the whole explanation on hover
     d.shot("publisher_auctions")
+    # Signed in again (a fresh session), the table still names the ad, not its campaign id.
+    d.sign_in(pub_key, "publisher")
+    d.tab("auctions")
+    row = page.locator(f'#auctions-table tr[data-id="{auction_id}"]')
+    expect(row.locator("td").nth(3)).to_have_text(f"Summit {suffix} shoes")
     d.tab("performance")
     expect(page.locator("#kpi-revenue")).to_have_text("1.00")  # 80 % of 1.25
     d.shot("publisher_performance")
@@ -229,6 +290,7 @@ def test_dashboard_story(dashboard, model_server):
     expect(row).to_contain_text(f"Alpine Shoes {suffix}")
     expect(row).to_contain_text(f"Trail Chat {suffix}")
     expect(row).to_contain_text("1.25")
+    assert re.fullmatch(r"1 auction|\d+ auctions", page.locator("#log-total").inner_text().strip())
     d.shot("admin_auction_log")
     d.tab("revenue")
     expect(page.locator("#kpi-ledger")).to_contain_text("balanced")
@@ -244,6 +306,7 @@ def test_dashboard_story(dashboard, model_server):
     expect(page.locator("#slice-intervals")).to_contain_text(f"Summit {suffix} [")
     expect(page.locator("#slice-intervals")).to_contain_text(f"Socks {suffix} [")
     expect(page.locator("#projection svg")).to_be_visible()
+    assert_labels_apart(page, "#projection")
     d.shot("admin_market_map")
 
     # Advertiser: the spend after billing, the ledger entry, win rate; pause the other campaign.
@@ -285,3 +348,60 @@ def test_dashboard_story(dashboard, model_server):
     assert not [e for e in d.errors if "401" not in e], d.errors
     assert len(list(shots.glob("*.png"))) >= 12
     d.done = True
+
+
+@pytest.mark.parametrize("width", [390])
+def test_dashboard_at_phone_width(browser, model_server, backend, width):
+    """At 390 px: the tabs stay reachable, nothing hides behind the page's right edge, forms stack."""
+    from playwright.sync_api import expect
+
+    shots = OUT / backend / f"phone-{width}"
+    shots.mkdir(parents=True, exist_ok=True)
+    adv, pub = new_advertiser(model_server, "Phone Shoes"), new_publisher(model_server, "Phone Chat")
+    adv.ok(
+        "POST",
+        "/v1/campaigns",
+        201,
+        json={
+            "name": "Phone campaign",
+            "description": DESCRIPTION,
+            "sigma": 0.6,
+            "bid_micros": 1_000_000,
+            "budget_micros": 10**8,
+            "creative": {"title": "Alpine", "url": "https://example.com/a"},
+        },
+    )
+    ctx = browser.new_context(viewport={"width": width, "height": 844}, device_scale_factor=2, is_mobile=True)
+    page = ctx.new_page()
+    page.set_default_timeout(60_000)
+    d = Dashboard(page, model_server.base, shots)
+    try:
+        for key, role, tabs in (
+            (ADMIN_KEY, "admin", ("log", "revenue", "accounts", "market")),
+            (adv.key, "advertiser", ("campaigns", "performance", "ledger", "market")),
+            (pub.key, "publisher", ("auctions", "performance", "ledger", "market")),
+        ):
+            d.sign_in(key, role)
+            for name in tabs:
+                tab = page.locator(f"#tab-{name}")
+                tab.scroll_into_view_if_needed()
+                expect(tab).to_be_visible()
+                box = tab.bounding_box()
+                assert box["width"] > 30 and box["height"] > 16, (name, box)
+                d.tab(name)
+                if name == "campaigns":
+                    page.click("#new-campaign")
+                    expect(page.locator("#campaign-form [name=keywords]")).to_be_hidden()
+                if name == "market":
+                    page.fill("#market-query", DESCRIPTION)
+                    page.click("#market-score")
+                    expect(page.locator("#market-outcome")).to_be_visible()
+                over = page.evaluate("document.documentElement.scrollWidth")
+                assert over <= width + 1, (role, name, over)
+                d.shot(f"{role}_{name}")
+        assert not [e for e in d.errors if "401" not in e], d.errors
+        d.done = True
+    finally:
+        if not d.done:
+            page.screenshot(path=str(shots / "failure.png"), full_page=True)
+        ctx.close()

@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from adspace import __version__
-from adspace.exchange.api import accounts, auctions, campaigns, openrtb, reports
+from adspace.exchange.api import accounts, auctions, campaigns, docs, openrtb, reports
 from adspace.exchange.config import Settings
 from adspace.exchange.middleware import Guard, RateLimits
 from adspace.exchange.services import Exchange, ServiceError
@@ -58,7 +58,15 @@ def create_app(settings: Settings | None = None, *, exchange: Exchange | None = 
                 sync.stop()
             ex.close()
 
-    app = FastAPI(title="adspace exchange", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="adspace exchange",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,  # served offline by api.docs, not from a CDN
+        redoc_url=None,
+    )
+    docs.install(app)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_req: Request, exc: RequestValidationError):

@@ -18,7 +18,18 @@ def serve(
         help="SQLAlchemy URL; default $ADSPACE_DATABASE_URL or sqlite:///adspace.db. "
         "postgresql://user:pass@host/db uses psycopg 3.",
     ),
-    demo: bool = typer.Option(False, help="Seed an empty database with a demo market and print the keys to try it."),
+    demo: bool = typer.Option(
+        False,
+        help="Seed an empty database with a demo market and a day of simulated traffic, and print the keys to try it.",
+    ),
+    demo_auctions: int = typer.Option(
+        240, "--demo-auctions", min=0, max=100_000, help="How many simulated auctions --demo spreads over the past day."
+    ),
+    new_keys: bool = typer.Option(
+        False,
+        "--new-keys",
+        help="Issue and print new API keys for every account (the old ones stop working): for a database whose keys are lost.",
+    ),
     workers: int = typer.Option(
         1,
         min=1,
@@ -28,7 +39,7 @@ def serve(
     ),
     access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="Log every request (uvicorn)."),
 ) -> None:
-    """Serve the ad exchange over HTTP (OpenAPI docs at /docs)."""
+    """Serve the ad exchange over HTTP (dashboard at /, API docs at /docs and /redoc)."""
     import uvicorn
     from rich.console import Console
 
@@ -56,14 +67,29 @@ def serve(
     if demo:
         from adspace.exchange.seed import seed_demo
 
-        keys = seed_demo(ex)
+        with console.status("Seeding the demo market and a day of simulated traffic…"):
+            keys = seed_demo(ex, traffic=demo_auctions)
         if keys:
-            console.print("[bold]Demo market seeded.[/] Keys (shown once):")
+            console.print(
+                "[bold]Demo market seeded[/] with a day of simulated traffic (labelled demo). Keys (shown once):"
+            )
             for label, key in keys.items():
                 console.print(f"  {label}: [bold]{key}[/]")
         else:
-            console.print("Database already has accounts: demo seeding skipped (keys were printed at first start).")
-    console.print(f"Serving on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
+            console.print(
+                "Database already has accounts: demo seeding skipped (keys were printed at first start; "
+                "lost them? restart with --new-keys)."
+            )
+    if new_keys:
+        from adspace.exchange.keys import issue_new_keys
+
+        console.print("[bold]New API keys[/] (shown once; the earlier ones no longer work):")
+        for label, key in issue_new_keys(ex).items():
+            console.print(f"  {label}: [bold]{key}[/]")
+    console.print(
+        f"Serving on http://{host}:{port}  (dashboard: http://{host}:{port}/, "
+        f"API docs: http://{host}:{port}/docs and /redoc, served offline)"
+    )
     if workers == 1:
         uvicorn.run(
             create_app(settings, exchange=ex),

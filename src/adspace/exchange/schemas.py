@@ -429,3 +429,69 @@ class SliceQuery(DashboardQuery):
         if self.text is not None and self.embedding is not None:
             raise ValueError("text | embedding: give one of them, not both")
         return self
+
+
+# -- reach: a center and σ chosen from evidence, previewed against the market ----------------------
+
+ExampleText = Annotated[str, Field(min_length=1, max_length=5000, description="A conversation (its text), embedded")]
+MAX_REACH_TEXTS = 400
+
+
+class ReachRequest(_In):
+    """Example conversations of customers (and optionally of non-customers) and queries to preview."""
+
+    customers: Annotated[list[ExampleText], Field(min_length=2, max_length=200)] = Field(
+        description="Conversations of your customers: the center is their mean embedding"
+    )
+    non_customers: Annotated[list[ExampleText], Field(max_length=200)] | None = Field(
+        None, description="Conversations of people who are not: with them, σ is the maximum-likelihood fit"
+    )
+    queries: Annotated[list[ExampleText], Field(min_length=1, max_length=100)] | None = Field(
+        None, description="Conversations to preview the campaign on (default: the customers and non-customers)"
+    )
+    bid_micros: Bid | None = Field(None, description="Preview at this bid (no preview without it)")
+    sigma: Sigma | None = Field(None, description="Preview with this σ instead of the fitted one")
+    reserve_micros: Annotated[int, Field(ge=0, le=MAX_BID_MICROS)] | None = None
+    campaign_id: Annotated[str, Field(min_length=1, max_length=64)] | None = Field(
+        None, description="Preview as a change of this campaign of yours (its current report leaves the preview)"
+    )
+
+    @field_validator("sigma")
+    @classmethod
+    def _sigma(cls, v):
+        if v is not None and v < MIN_SIGMA:
+            raise ValueError(f"sigma: must be >= {MIN_SIGMA:g}, got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _size(self):
+        n = len(self.customers) + len(self.non_customers or []) + len(self.queries or [])
+        if n > MAX_REACH_TEXTS:
+            raise ValueError(f"customers | non_customers | queries: at most {MAX_REACH_TEXTS} texts in all, got {n}")
+        return self
+
+
+class ReachQuery(BaseModel):
+    text: str
+    won: bool
+    price_micros: int = Field(description="What the campaign would pay there (Clarke pivot), 0 where it loses")
+    value_micros: float = Field(description="The campaign's reported value bid·exp(−‖x − c‖²/σ²)")
+    sqdist: float = Field(description="‖x − c‖² to the proposed center")
+    winner: str | None = Field(description='"this campaign", one of your campaigns, "another advertiser" or null')
+    bid_to_win_micros: int | None = Field(description="The smallest bid that wins this query (null: out of reach)")
+
+
+class ReachPreviewOut(BaseModel):
+    bid_micros: int
+    sigma: float
+    reserve_micros: int
+    wins: int
+    queries: list[ReachQuery]
+    rivals: int = Field(description="Campaigns competing in the preview (eligible embedding campaigns)")
+
+
+class ReachResult(BaseModel):
+    center: list[float] = Field(description="The proposed center: create the campaign with it as `embedding`")
+    sigma: float = Field(description="The proposed reach σ")
+    fit: dict[str, Any] = Field(description="How σ was chosen and the evidence's squared distances to the center")
+    preview: ReachPreviewOut | None

@@ -1,4 +1,4 @@
-"""``adspace experiment mosaic``: the MOSAIC study (seed 002) on a real LLM. Heavy imports inside."""
+"""``adspace experiment mosaic``: the MOSAIC study (Soumalias et al., arXiv 2405.05905) on a real LLM. Heavy imports inside."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from adspace.cli import experiment_app
 def mosaic_experiment(
     out: Path = typer.Option(Path("results/mosaic"), "--out", help="Folder for results.json and the PNG figures."),
     data: Path | None = typer.Option(
-        None, "--data", help="webis-ads folder (default ../shared/data/webis-ads; the shipped demo market when absent)."
+        None,
+        "--data",
+        help="The Webis ads data set's folder (found next to the repository when present; else the shipped demo market).",
     ),
     paper: bool = typer.Option(
         False, "--paper", help="The paper's scale: 50 queries x 25 seeds, 128 tokens, on a GPU."

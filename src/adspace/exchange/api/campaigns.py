@@ -18,6 +18,19 @@ def create_campaign(body: schemas.CampaignCreate, ex: ExchangeDep, who: Advertis
     return ex.campaigns.create(who, body)
 
 
+@router.post("/reach", response_model=schemas.ReachResult)
+def reach(body: schemas.ReachRequest, ex: ExchangeDep, who: Advertiser):
+    """Propose a center and σ from example conversations, and preview what the campaign would win.
+
+    The center is the mean embedding of `customers`; σ is the maximum-likelihood fit of the Gaussian
+    value model to customers and `non_customers` (without them: the σ at which the median customer is
+    worth half the bid). With `bid_micros`, the `queries` (default: the examples) are cleared against
+    the live market with the campaign added: which it would win, at what price (Clarke pivot), and the
+    bid that would win the others. Nothing is charged or recorded.
+    """
+    return ex.reach.reach(who, body)
+
+
 @router.get("", response_model=list[schemas.CampaignOut])
 def list_campaigns(
     ex: ExchangeDep,

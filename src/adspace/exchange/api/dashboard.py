@@ -13,7 +13,7 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import FileResponse
 
 from adspace.exchange import schemas
-from adspace.exchange.api.deps import Admin, Caller, ExchangeDep
+from adspace.exchange.api.deps import Admin, Caller, ExchangeDep, Publisher
 from adspace.exchange.services.dashboard import RECENT_MAX
 
 __all__ = ["router", "STATIC"]
@@ -77,6 +77,17 @@ def auction_log(
 ) -> dict[str, Any]:
     """Admin: every publisher's auctions, newest first, with publisher, campaign and advertiser names."""
     return ex.dashboard.auction_log(who, limit=limit, offset=offset, status=status)
+
+
+@router.get("/v1/dashboard/publisher/auctions")
+def publisher_auctions(
+    ex: ExchangeDep,
+    who: Publisher,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+) -> dict[str, Any]:
+    """Publisher: its own auctions, newest first, with the title of the ad each one showed."""
+    return ex.dashboard.publisher_auctions(who, limit=limit, offset=offset)
 
 
 @router.get("/v1/dashboard/accounts")

@@ -28,7 +28,7 @@ from adspace.exchange import schemas
 from adspace.exchange.config import Settings
 from adspace.exchange.market import LiveMarket
 from adspace.exchange.services import visibility
-from adspace.exchange.services.auctions import AuctionService
+from adspace.exchange.services.auctions import AuctionService, auction_out
 from adspace.exchange.services.common import Conflict, Forbidden, NotFound, Principal, as_utc, utcnow
 from adspace.exchange.store import Store
 from adspace.exchange.store.models import (
@@ -179,24 +179,30 @@ def _finite(v: float | None) -> float | None:
 # -- the market map --------------------------------------------------------------------------------
 
 
+def _money(micros: float) -> str:
+    """Currency units, as the dashboard prints money everywhere (micros / 1e6; small amounts keep 6 digits)."""
+    v = micros / 1e6
+    return f"{v:,.6f}" if v and abs(v) < 0.01 else f"{v:,.2f}"
+
+
 def _why(out, labels: dict[int, str], winner: int | None, runner: int | None, reserve: int) -> str:
     if not out.filled:
         if out.below_reserve:
             return (
-                f"No fill: the best eligible reported value is below the reserve ({reserve} micros). "
+                f"No fill: the best eligible reported value is below the reserve ({_money(reserve)}). "
                 "Reported value = bid · exp(−‖x − c‖²/σ²)."
             )
         return "No fill: no campaign is eligible for this query (see the reasons in the table)."
     name = labels.get(winner, "the winner")
     s = f"{name} wins with the highest score log(bid) − ‖x − c‖²/σ² = {out.score:.4f} "
-    s += f"(reported value {out.value_micros:,.0f} micros)"
+    s += f"(reported value {_money(out.value_micros)})"
     if out.runner_up_score is not None and runner is not None:
         rv = math.exp(out.runner_up_score)
-        s += f"; the runner-up {labels[runner]} scores {out.runner_up_score:.4f} (reported value {rv:,.2f} micros). "
+        s += f"; the runner-up {labels[runner]} scores {out.runner_up_score:.4f} (reported value {_money(rv)}). "
         s += "The price is the Clarke pivot: the runner-up's reported value"
     else:
         s += "; nobody else is eligible, so the Clarke pivot is 0"
-    s += f", raised to the reserve ({reserve} micros), rounded down to whole micros: {out.price_micros} micros."
+    s += f", raised to the reserve ({_money(reserve)}), rounded down to whole micros: {_money(out.price_micros)}."
     return s
 
 
@@ -564,9 +570,9 @@ class DashboardService:
         z = lambda: [0] * n  # noqa: E731
         data: dict[str, list] = {"auctions": z(), "filled": z(), "billed": z()}
         with self.store.read() as s:
-            q = select(Auction.created_at, Auction.filled, Auction.advertiser_id, Auction.publisher_id).where(
-                Auction.created_at >= since
-            )
+            q = select(
+                Auction.created_at, Auction.filled, Auction.advertiser_id, Auction.publisher_id, Auction.source
+            ).where(Auction.created_at >= since)
             if who.kind == "publisher":
                 q = q.where(Auction.publisher_id == who.account_id)
             runs = s.execute(q).all()
@@ -591,7 +597,7 @@ class DashboardService:
                     .where(LedgerAccount.owner_kind == owner_kind, LedgerAccount.owner_id == owner_id)
                     .where(Auction.billed_at >= since)
                 ).all()
-        for created, filled, adv, _pub in runs:
+        for created, filled, adv, _pub, _src in runs:
             k = _bucket_of(created, start, width, n)
             if k is None:
                 continue
@@ -627,6 +633,7 @@ class DashboardService:
             if who.kind == "admin":
                 out["gross_micros"] = money
         out["totals"] = {k: sum(v) for k, v in out.items() if isinstance(v, list) and v and isinstance(v[0], int)}
+        out["demo_auctions"] = sum(1 for *_, src in runs if src == "demo")  # simulated by `serve --demo`
         return out
 
     def auction_log(
@@ -667,6 +674,26 @@ class DashboardService:
                     "explain": visibility.explain_for(who, json.loads(a.explain), winner_advertiser_id=a.advertiser_id),
                 }
                 for a, pname, cname, aname in rows
+            ]
+        return {"total": total, "auctions": items}
+
+    def publisher_auctions(self, who: Principal, *, limit: int = 100, offset: int = 0) -> dict[str, Any]:
+        """A publisher's own auctions, newest first, with the title of the ad each one showed."""
+        with self.store.read() as s:
+            rows = s.execute(
+                select(Auction, Campaign.creative_title)
+                .outerjoin(Campaign, Campaign.id == Auction.campaign_id)
+                .where(Auction.publisher_id == who.account_id)
+                .order_by(Auction.created_at.desc(), Auction.id)
+                .limit(limit)
+                .offset(offset)
+            ).all()
+            total = int(
+                s.scalar(select(func.count()).select_from(Auction).where(Auction.publisher_id == who.account_id)) or 0
+            )
+            items = [
+                {**auction_out(who, a).model_dump(mode="json"), "ad_title": title if a.filled else None}
+                for a, title in rows
             ]
         return {"total": total, "auctions": items}
 

@@ -11,6 +11,7 @@ Each service has one job and owns its transactions; they share the :class:`~adsp
 * ``holds``     -- per-publisher caps on outstanding holds (in memory; budget griefing)
 * ``reports``   -- per-campaign outcomes
 * ``dashboard`` -- market map, slices, projection, series, the admin's logs
+* ``reach``     -- a center and σ fitted to example conversations, previewed against the market
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from adspace.exchange.services.campaigns import CampaignService
 from adspace.exchange.services.common import Unavailable
 from adspace.exchange.services.dashboard import DashboardService
 from adspace.exchange.services.holds import PublisherHolds
+from adspace.exchange.services.reach import ReachService
 from adspace.exchange.services.reports import ReportService
 from adspace.exchange.store import Store
 from adspace.models.embedder import DIM, MODEL_NAME
@@ -57,6 +59,7 @@ class Exchange:
         self.billing = BillingService(self.store, self.market, settings, self.accounts, self.holds)
         self.reports = ReportService(self.store)
         self.dashboard = DashboardService(self.store, self.market, settings, self.auctions, self.embed)
+        self.reach = ReachService(self.store, settings, self.embed, self.dashboard.cache)
 
     @property
     def engine(self):

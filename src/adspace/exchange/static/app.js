@@ -46,6 +46,8 @@ const num = (v, d = 4) => (v === null || v === undefined ? "–" : Number(v).toF
 const pct = (v) => (v === null || v === undefined ? "–" : (100 * v).toFixed(1) + "%");
 const when = (iso) => (iso ? new Date(iso).toLocaleString() : "–");
 const shortId = (id) => (id ? id.slice(0, 12) + "…" : "–");
+const plural = (n, one, many) => `${n} ${n === 1 ? one : many || one + "s"}`;
+const present = (v) => v !== null && v !== undefined && v !== "";
 
 function toast(msg, isError) {
   const t = $("#toast");
@@ -58,7 +60,11 @@ function toast(msg, isError) {
 function errorText(body, status) {
   if (!body) return `HTTP ${status}`;
   const d = body.detail;
-  if (Array.isArray(d)) return d.map((e) => `${(e.loc || []).filter((x) => x !== "body").join(".")}: ${e.msg}`).join("; ");
+  if (Array.isArray(d)) return d.map((e) => {
+    const loc = (e.loc || []).filter((x) => x !== "body" && x !== "query").join(".");
+    const msg = String(e.msg || "").replace(/^Value error, /, "");
+    return loc && !msg.startsWith(loc + ":") ? `${loc}: ${msg}` : msg;
+  }).join("; ");
   return typeof d === "string" ? d : `HTTP ${status}`;
 }
 
@@ -251,9 +257,8 @@ function chart(o) {
         : s("circle", { cx, cy, r: p.r || 4, fill: p.color, stroke: p.stroke || "none", opacity: p.opacity ?? 0.85 });
     shape.append(s("title", {}, p.tip || p.label || ""));
     plot.append(shape);
-    if (p.label) plot.append(s("text", { x: cx + 9, y: cy + 4, style: "font-weight:600" }, p.label));
   }
-  svg.append(plot, axis);
+  svg.append(plot, axis, pointLabels(o.points || [], X, Y, { l: m.l, r: W - m.r, t: m.t, b: H - m.b }));
   const wrap = h("div", { class: "chart-wrap" }, svg);
   if (o.legend !== false) {
     const items = o.series.filter((q) => q.name && !q.noLegend).map((q) => h("span", { style: `--c:${q.color}` }, q.name));
@@ -261,6 +266,30 @@ function chart(o) {
     wrap.append(h("div", { class: "legend" }, items));
   }
   return wrap;
+}
+/* Labels beside points, inside the plot: to the right of the point, or to its left near the right edge;
+ * moved up or down a line to miss labels already placed; left out (the point's tooltip keeps it) when no
+ * place is free. Long labels are shortened with an ellipsis. */
+function pointLabels(points, X, Y, box) {
+  const g = s("g", { class: "labels" });
+  const placed = [];
+  for (const p of points) {
+    if (!p.label) continue;
+    const text = p.label.length > 24 ? p.label.slice(0, 23) + "…" : p.label;
+    const w = text.length * 6.6 + 2, lh = 13;
+    const cx = X(p.x), cy = Y(p.y);
+    const x0 = cx + 9 + w <= box.r ? cx + 9 : Math.max(box.l + 2, cx - 9 - w);
+    let spot = null;
+    for (const dy of [0, -lh, lh, -2 * lh, 2 * lh, -3 * lh, 3 * lh]) {
+      const b = { x0, x1: x0 + w, y0: cy + 4 + dy - 10, y1: cy + 4 + dy + 3 };
+      if (b.y0 < box.t || b.y1 > box.b) continue;
+      if (!placed.some((q) => q.x0 < b.x1 && b.x0 < q.x1 && q.y0 < b.y1 && b.y0 < q.y1)) { spot = b; break; }
+    }
+    if (!spot) continue;
+    placed.push(spot);
+    g.append(s("text", { x: spot.x0, y: spot.y1 - 3, style: "font-weight:600" }, s("title", {}, p.label), text));
+  }
+  return g;
 }
 function starPath(cx, cy, R, r) {
   let d = "";
@@ -272,6 +301,8 @@ function starPath(cx, cy, R, r) {
 }
 
 function table(cols, rows, opts = {}) {
+  // Columns marked optional are shown only when some row has a value for them (e.g. what a role cannot see).
+  cols = cols.filter((c) => !c.optional || rows.some((r) => present(c.value ? c.value(r) : c.get(r))));
   const t = h("table", { id: opts.id || null },
     h("thead", {}, h("tr", {}, cols.map((c) => h("th", { class: c.num ? "num" : null }, c.label)))),
     h("tbody", {}, rows.length ? rows.map((r) => h("tr", { class: opts.rowClass ? opts.rowClass(r) : null, "data-id": opts.rowId ? opts.rowId(r) : null },
@@ -339,6 +370,7 @@ function openCampaignForm(card, c) {
     h("label", {}, "Status", h("select", { name: "status" }, ["active", "paused"].map((st) => h("option", { value: st, selected: c && c.status === st }, st)))),
     h("label", { class: "full desc" }, "Description: who your customer is (embedded to the center)",
       h("textarea", { name: "description" }, c && c.description ? c.description : "")),
+    reachSection(c),
     h("label", { class: "full kw", hidden: true }, "Keywords (comma separated)", h("input", { name: "keywords", value: c && c.keywords ? c.keywords.join(", ") : "" })),
     h("label", { class: "sig" }, "Reach σ (> 0)", h("input", { name: "sigma", type: "number", step: "any", min: "0.000001", value: c && c.sigma !== null ? c.sigma : "0.8" })),
     h("label", {}, "Bid: value at the center", h("input", { name: "bid", type: "number", step: "any", min: "0.000001", required: true, value: c ? c.bid_micros / 1e6 : "1.00" })),
@@ -355,6 +387,7 @@ function openCampaignForm(card, c) {
     f.querySelector(".desc").hidden = kw;
     f.querySelector(".kw").hidden = !kw;
     f.querySelector(".sig").hidden = kw;
+    f.querySelector(".reach").hidden = kw;
   };
   f.elements.kind.addEventListener("change", sync);
   sync();
@@ -370,7 +403,8 @@ function openCampaignForm(card, c) {
     if (kw) { if (!editing || keywords.join(",") !== (c.keywords || []).join(",")) body.keywords = keywords; }
     else {
       body.sigma = Number(v("sigma"));
-      if (!editing || v("description") !== (c.description || "")) body.description = v("description");
+      if (f._center) body.embedding = f._center; // the center fitted from example conversations
+      else if (!editing || v("description") !== (c.description || "")) body.description = v("description");
     }
     if (!editing && body.daily_budget_micros === null) delete body.daily_budget_micros;
     const out = editing ? await api("PATCH", `/v1/campaigns/${c.id}`, body) : await api("POST", "/v1/campaigns", body);
@@ -382,6 +416,77 @@ function openCampaignForm(card, c) {
   card.scrollIntoView({ block: "start" });
 }
 
+// The campaign form's reach helper: fit a center and σ to example conversations, preview the wins.
+function reachSection(c) {
+  const lines = (el) => el.value.split("\n").map((t) => t.trim()).filter(Boolean);
+  const cust = h("textarea", { id: "reach-customers", placeholder: "which trail shoes grip on wet rock?\nmy trail shoes slip on muddy descents" });
+  const others = h("textarea", { id: "reach-others", placeholder: "how do I file my taxes?\ncheap flights to Lisbon" });
+  const queries = h("textarea", { id: "reach-queries", placeholder: "(default: the conversations above)" });
+  const out = h("div", { id: "reach-result" });
+  const box = h("details", { class: "full reach", id: "reach" },
+    h("summary", {}, "Choose the center and σ from example conversations, and preview what you would win"),
+    h("p", { class: "muted small" }, "The center becomes your customers' mean embedding. With non-customers too, σ is the maximum-likelihood fit of the value model bid·exp(−‖x − c‖²/σ²); with customers only, the σ at which the median customer is worth half your bid. The preview clears each conversation against the live market with your campaign added, at the bid above; nothing is charged."),
+    h("div", { class: "grid2" },
+      h("label", {}, "Your customers' conversations (one per line, at least 2)", cust),
+      h("label", {}, "Conversations of non-customers (optional, one per line)", others)),
+    h("label", {}, "Conversations to preview (optional, one per line)", queries),
+    h("div", { class: "row" }, h("button", { type: "button", class: "secondary", id: "reach-fit" }, "Fit σ and preview")),
+    out);
+  box.querySelector("#reach-fit").addEventListener("click", guard(async () => {
+    const f = box.closest("form");
+    const body = { customers: lines(cust) };
+    if (body.customers.length < 2) { cust.focus(); throw new Error("Customers: give at least 2 example conversations, one per line."); }
+    if (lines(others).length) body.non_customers = lines(others);
+    if (lines(queries).length) body.queries = lines(queries);
+    const bid = f.elements.bid.value.trim();
+    if (bid !== "") body.bid_micros = toMicros(bid);
+    if (c) body.campaign_id = c.id;
+    renderReach(out, await api("POST", "/v1/campaigns/reach", body), f);
+  }));
+  return box;
+}
+
+function renderReach(out, r, f) {
+  const fit = r.fit;
+  const share = (k) => pct(fit[k] && fit[k].median);
+  const how = fit.method === "likelihood"
+    ? `maximum likelihood from ${plural(fit.customers, "customer")} and ${plural(fit.non_customers, "non-customer")}`
+    : `the median rule from ${plural(fit.customers, "customer")} (add non-customers for the likelihood fit)`;
+  const useSigma = h("button", { type: "button", class: "small secondary", id: "reach-use-sigma", onclick: () => {
+    f.elements.sigma.value = r.sigma.toFixed(4);
+    f._center = null;
+    f.querySelector(".desc").hidden = false;
+    out.querySelector("#reach-note").hidden = true;
+    toast(`σ set to ${r.sigma.toFixed(4)}`);
+  } }, "Use this σ");
+  const useBoth = h("button", { type: "button", class: "small", id: "reach-use", onclick: () => {
+    f.elements.sigma.value = r.sigma.toFixed(4);
+    f._center = r.center;
+    f.querySelector(".desc").hidden = true;
+    out.querySelector("#reach-note").hidden = false;
+    toast("Center and σ set from the examples");
+  } }, "Use this center and σ");
+  const parts = [
+    h("p", {}, h("b", { id: "reach-sigma" }, `Proposed σ = ${r.sigma.toFixed(4)}`), ` by ${how}. `,
+      `At the median, customers sit at ‖x − c‖² = ${num(fit.customer_sqdist.median, 3)} and keep ${share("customer_value_share")} of the bid`,
+      fit.non_customer_sqdist ? `; non-customers sit at ${num(fit.non_customer_sqdist.median, 3)} and keep ${share("non_customer_value_share")}.` : "."),
+    h("div", { class: "row" }, useSigma, useBoth),
+    h("p", { class: "muted small", id: "reach-note", hidden: true }, "The campaign's center is your customers' mean embedding (the description is not used)."),
+  ];
+  const pv = r.preview;
+  if (pv) {
+    parts.push(h("h3", {}, `Preview at bid ${money(pv.bid_micros)}, σ ${pv.sigma.toFixed(3)}: wins ${pv.wins} of ${plural(pv.queries.length, "conversation")}`),
+      table([
+        { label: "Conversation", get: (q) => whyCell(q.text) },
+        { label: "‖x − c‖²", num: true, get: (q) => num(q.sqdist, 3) },
+        { label: "Wins", get: (q) => (q.won ? pill("wins", "billed") : h("span", { class: "muted" }, q.winner ? `lost to ${q.winner}` : "no fill")) },
+        { label: "Price", num: true, get: (q) => (q.won ? money(q.price_micros) : "") },
+        { label: "Bid to win", num: true, get: (q) => (q.bid_to_win_micros === null ? "out of reach" : money(q.bid_to_win_micros)) },
+      ], pv.queries, { id: "reach-table" }));
+  } else parts.push(h("p", { class: "muted small" }, "Enter a bid above to preview wins and prices."));
+  out.replaceChildren(...parts);
+}
+
 // -- advertiser: spend and win rate ----------------------------------------------------------------
 
 async function viewAdvertiserPerformance(root, win = "24h") {
@@ -390,6 +495,7 @@ async function viewAdvertiserPerformance(root, win = "24h") {
   root.replaceChildren(
     h("div", { class: "card" },
       h("div", { class: "row" }, h("h2", {}, "Spend and win rate"), h("div", { class: "spacer" }), windowPicker((w) => guard(() => viewAdvertiserPerformance(root, w))(), win)),
+      demoNote(data),
       h("div", { class: "kpis" },
         kpi("spend (billed)", money(t.spend_micros), "kpi-spend"), kpi("wins", t.wins, "kpi-wins"), kpi("impressions (billed)", t.impressions),
         kpi("win rate", pct(t.auctions ? t.wins / t.auctions : null))),
@@ -431,17 +537,17 @@ async function viewLedger(root) {
 // -- publisher: auctions, fill rate and revenue ----------------------------------------------------
 
 async function viewAuctions(root) {
-  const rows = await api("GET", "/v1/auctions?limit=200");
-  const names = knownAds();
+  const data = await api("GET", "/v1/dashboard/publisher/auctions?limit=200");
+  const rows = data.auctions;
   root.append(h("div", { class: "card" },
-    h("div", { class: "row" }, h("h2", {}, "Your auctions"), h("div", { class: "spacer" }),
+    h("div", { class: "row" }, h("h2", {}, "Your auctions"), h("span", { class: "muted", id: "auctions-total" }, data.total > rows.length ? `newest ${rows.length} of ${data.total}` : plural(data.total, "auction")), h("div", { class: "spacer" }),
       h("a", { href: "#market" }, "Run one from the market map →")),
     h("p", { class: "muted small" }, "Bill an auction when its ad was shown (charged exactly once; a repeat charges nothing). Held auctions expire unbilled and release their hold."),
     table([
       { label: "Time", get: (a) => when(a.created_at) }, { label: "Auction", get: (a) => h("code", { title: a.auction_id }, shortId(a.auction_id)) },
-      { label: "Status", get: (a) => pill(a.status) }, { label: "Ad", get: (a) => names[a.campaign_id] || (a.campaign_id ? shortId(a.campaign_id) : "–") },
+      { label: "Status", get: (a) => pill(a.status) }, { label: "Ad", get: (a) => (a.ad_title ? h("span", { class: "ad-title" }, a.ad_title) : h("span", { class: "muted" }, "no ad")) },
       { label: "Price", num: true, get: (a) => money(a.price_micros) },
-      { label: "Why", get: (a) => h("span", { class: "muted small" }, (a.explain && a.explain.reason ? a.explain.reason : "").slice(0, 90)) },
+      { label: "Why", optional: true, value: (a) => (a.explain ? a.explain.reason : null), get: (a) => whyCell(a.explain && a.explain.reason) },
       { label: "", get: (a) => h("span", { class: "row" },
         a.status === "held" ? h("button", { class: "small bill", onclick: guard(async () => {
           const r = await api("POST", `/v1/auctions/${a.auction_id}/billing`);
@@ -451,22 +557,19 @@ async function viewAuctions(root) {
         a.status === "billed" && !a.clicked_at ? h("button", { class: "small secondary", onclick: guard(async () => { await api("POST", `/v1/auctions/${a.auction_id}/click`); toast("Click recorded"); route(); }) }, "Click") : null) },
     ], rows, { id: "auctions-table", rowId: (a) => a.auction_id, empty: "No auctions yet: run one from the market map." })));
 }
-function knownAds() {
-  // A publisher knows the ads it showed: titles of auctions run from this tab's market map.
-  return JSON.parse(sessionStorage.getItem("adspace.ads") || "{}");
-}
-function rememberAd(ad) {
-  if (!ad) return;
-  const known = JSON.parse(sessionStorage.getItem("adspace.ads") || "{}");
-  known[ad.campaign_id] = ad.title;
-  sessionStorage.setItem("adspace.ads", JSON.stringify(known));
-}
+// A long explanation in a table cell: one line cut with an ellipsis (CSS), the whole text on hover.
+// Simulated auctions (seeded by `adspace serve --demo`) are labelled wherever they are counted.
+const demoNote = (data) => (data && data.demo_auctions
+  ? h("div", { class: "demo-banner", id: "demo-note" }, `Demo data: ${plural(data.demo_auctions, "auction")} in this window ${data.demo_auctions === 1 ? "is" : "are"} simulated traffic seeded by adspace serve --demo.`)
+  : null);
+const whyCell = (text) => (present(text) ? h("span", { class: "muted small why", title: text }, text) : "");
 
 async function viewPublisherPerformance(root, win = "24h") {
   const data = await api("GET", `/v1/dashboard/series?window=${win}`);
   const t = data.totals;
   root.replaceChildren(h("div", { class: "card" },
     h("div", { class: "row" }, h("h2", {}, "Fill rate and revenue"), h("div", { class: "spacer" }), windowPicker((w) => guard(() => viewPublisherPerformance(root, w))(), win)),
+    demoNote(data),
     h("div", { class: "kpis" }, kpi("auctions", t.auctions, "kpi-auctions"), kpi("fill rate", pct(t.auctions ? t.filled / t.auctions : null), "kpi-fill"),
       kpi("billed impressions", t.billed), kpi("revenue (your share)", money(t.revenue_micros), "kpi-revenue")),
     h("div", { class: "grid2" },
@@ -486,16 +589,16 @@ async function viewAuctionLog(root, status = "", offset = 0) {
   const sel = h("select", { id: "log-status" }, ["", "held", "billed", "no_fill", "expired"].map((v) => h("option", { value: v, selected: v === status }, v || "all statuses")));
   sel.addEventListener("change", () => guard(() => viewAuctionLog(root, sel.value, 0))());
   root.replaceChildren(h("div", { class: "card" },
-    h("div", { class: "row" }, h("h2", {}, "Auction log"), h("span", { class: "muted", id: "log-total" }, `${data.total} auctions`), h("div", { class: "spacer" }), sel,
+    h("div", { class: "row" }, h("h2", {}, "Auction log"), h("span", { class: "muted", id: "log-total" }, plural(data.total, "auction")), h("div", { class: "spacer" }), sel,
       h("button", { class: "small secondary", disabled: offset === 0, onclick: () => guard(() => viewAuctionLog(root, status, Math.max(0, offset - 100)))() }, "Newer"),
       h("button", { class: "small secondary", disabled: offset + 100 >= data.total, onclick: () => guard(() => viewAuctionLog(root, status, offset + 100))() }, "Older")),
     table([
       { label: "Time", get: (a) => when(a.created_at) }, { label: "Auction", get: (a) => h("code", { title: a.auction_id }, shortId(a.auction_id)) },
-      { label: "Publisher", get: (a) => a.publisher }, { label: "Status", get: (a) => pill(a.status) },
+      { label: "Publisher", get: (a) => a.publisher }, { label: "Status", get: (a) => h("span", {}, pill(a.status), a.source === "demo" ? h("span", { class: "muted small" }, " simulated") : null) },
       { label: "Winner", get: (a) => (a.campaign ? h("span", {}, a.campaign, h("div", { class: "muted small" }, a.advertiser)) : "–") },
       { label: "Price", num: true, get: (a) => money(a.price_micros) },
       { label: "Considered", num: true, get: (a) => (a.explain ? `${a.explain.considered}/${a.explain.campaigns_total}` : "–") },
-      { label: "Why", get: (a) => h("span", { class: "muted small", title: JSON.stringify(a.explain) }, a.explain && a.explain.winner ? `score ${num(a.explain.winner.score)}` + (a.explain.runner_up ? ` vs ${num(a.explain.runner_up.score)}` : " unopposed") : (a.explain ? a.explain.reason : "")) },
+      { label: "Why", get: (a) => whyCell(a.explain && a.explain.winner && present(a.explain.winner.score) ? `score ${num(a.explain.winner.score)}` + (a.explain.runner_up ? ` vs ${num(a.explain.runner_up.score)}` : " unopposed") : (a.explain ? a.explain.reason : "")) },
     ], data.auctions, { id: "log-table", rowId: (a) => a.auction_id })));
 }
 
@@ -504,6 +607,7 @@ async function viewRevenue(root, win = "24h") {
   const t = data.totals;
   root.replaceChildren(h("div", { class: "card" },
     h("div", { class: "row" }, h("h2", {}, "Revenue"), h("div", { class: "spacer" }), windowPicker((w) => guard(() => viewRevenue(root, w))(), win)),
+    demoNote(data),
     h("div", { class: "kpis" },
       kpi("exchange revenue (window)", money(t.revenue_micros), "kpi-revenue"), kpi("gross billed (window)", money(t.gross_micros), "kpi-gross"),
       kpi("auctions", t.auctions), kpi("fill rate", pct(t.auctions ? t.filled / t.auctions : null)),
@@ -589,40 +693,52 @@ async function viewMarket(root) {
     if (v("text")) body.text = v("text");
     const kws = v("keywords").split(",").map((k) => k.trim()).filter(Boolean);
     if (kws.length) body.keywords = kws;
+    if (!body.text && !kws.length) { f.elements.text.focus(); throw new Error("Query: type a conversation (or keywords) to score."); }
     if (f.elements.reserve && v("reserve") !== "" && (run || !isPub)) body.reserve_micros = toMicros(v("reserve"));
     if (v("tau") !== "") body.tau = Number(v("tau"));
     const data = await api("POST", "/v1/dashboard/market", body);
     state.market = { query: body, data };
-    if (data.auction) { rememberAd(data.auction.ad); toast(data.auction.filled ? `Auction ${shortId(data.auction.auction_id)} filled at ${money(data.auction.price_micros)}` : "Auction ran: no fill"); }
+    if (data.auction) { toast(data.auction.filled ? `Auction ${shortId(data.auction.auction_id)} filled at ${money(data.auction.price_micros)}` : "Auction ran: no fill"); }
     renderMarket(result, body, data);
   }));
   if (state.market) renderMarket(result, state.market.query, state.market.data);
-  else { result.append(h("div", { class: "card", id: "projection-card" }, h("h2", {}, "Campaign centers (2-D projection)"), h("div", { id: "projection" }))); drawProjection($("#projection"), null); }
+  else {
+    result.append(h("div", { class: "grid2" }, h("div", { class: "card", id: "projection-card" }, h("h2", {}, "Campaign centers and recent queries (2-D projection)"), h("div", { id: "projection" }))));
+    drawProjection($("#projection"), null);
+  }
 }
 
 function renderMarket(result, query, data) {
   const o = data.outcome;
   const card = h("div", { class: "outcome" + (o.filled ? "" : " nofill"), id: "market-outcome" },
     h("div", { class: "big" }, o.filled ? h("span", {}, "Winner: ", h("span", { id: "market-winner" }, o.winner), " · price ", h("span", { id: "market-price" }, money(o.price_micros))) : h("span", { id: "market-winner" }, "No fill")),
-    h("div", { class: "muted small" }, `${o.considered} of ${o.total} campaigns considered` + (Object.keys(o.excluded).length ? "; left out: " + Object.entries(o.excluded).map(([k, v]) => `${v} ${k}`).join(", ") : "") + (o.point === "keyword" ? ` · auction at keyword “${o.keyword}”` : "")),
-    h("p", { id: "market-why" }, o.why));
+    h("div", { class: "muted small" }, [
+      present(o.considered) && present(o.total) ? `${o.considered} of ${plural(o.total, "campaign")} considered` : null,
+      o.excluded && Object.keys(o.excluded).length ? "left out: " + Object.entries(o.excluded).map(([k, v]) => `${v} ${k}`).join(", ") : null,
+      o.point === "keyword" ? `auction at keyword “${o.keyword}”` : null,
+    ].filter(Boolean).join(" · ")),
+    present(o.why) ? h("p", { id: "market-why" }, o.why) : null);
   if (data.auction) {
     const a = data.auction;
     card.append(h("div", { id: "market-auction" }, h("b", {}, "Auction recorded: "), h("code", { id: "market-auction-id" }, a.auction_id), ` (${a.filled ? "held until billed" : "no fill"})`));
     if (a.ad) card.append(h("div", { class: "ad" }, h("div", { class: "label" }, a.ad.label), h("div", { class: "title" }, a.ad.title), h("div", {}, a.ad.body), h("a", { href: a.ad.url, target: "_blank", rel: "noopener" }, a.ad.url)));
   }
+  // Rows the caller has nothing to see of (a publisher sees the top two scores only) are counted, not listed.
+  const shown = data.campaigns.filter((r) => r.winner || r.runner_up || present(r.campaign_id) || present(r.score) || present(r.value_micros));
+  const hidden = data.campaigns.length - shown.length;
   const rows = table([
-    { label: "#", num: true, get: (r) => r.rank },
+    { label: "#", num: true, optional: true, value: (r) => r.rank, get: (r) => r.rank },
     { label: "Campaign", get: (r) => h("span", {}, h("b", {}, r.label), r.mine ? pill("yours", "mine") : null, r.advertiser ? h("div", { class: "muted small" }, r.advertiser) : null) },
-    { label: "Kind", get: (r) => r.kind || "" },
-    { label: "σ", num: true, get: (r) => (r.sigma === undefined || r.sigma === null ? (r.kind === "keyword" ? "→0" : "") : r.sigma) },
-    { label: "Bid", num: true, get: (r) => (r.bid_micros === undefined ? "" : money(r.bid_micros)) },
-    { label: "‖x − c‖²", num: true, get: (r) => (r.sqdist === undefined || r.sqdist === null ? "" : num(r.sqdist)) },
-    { label: "Score", num: true, get: (r) => num(r.score) },
-    { label: "Reported value", num: true, get: (r) => (r.value_micros === null ? "–" : money(r.value_micros)) },
-    { label: "Eligible", get: (r) => (r.eligible ? pill("eligible") : h("span", { class: "muted" }, r.reason || "not scored")) },
+    { label: "Kind", optional: true, value: (r) => r.kind, get: (r) => r.kind || "" },
+    { label: "σ", num: true, optional: true, value: (r) => r.sigma, get: (r) => (present(r.sigma) ? r.sigma : r.kind === "keyword" ? "→0" : "") },
+    { label: "Bid", num: true, optional: true, value: (r) => r.bid_micros, get: (r) => (present(r.bid_micros) ? money(r.bid_micros) : "") },
+    { label: "‖x − c‖²", num: true, optional: true, value: (r) => r.sqdist, get: (r) => (present(r.sqdist) ? num(r.sqdist) : "") },
+    { label: "Score", num: true, optional: true, value: (r) => r.score, get: (r) => (present(r.score) ? num(r.score) : "") },
+    { label: "Reported value", num: true, optional: true, value: (r) => r.value_micros, get: (r) => (present(r.value_micros) ? money(r.value_micros) : "") },
+    { label: "Eligible", optional: true, value: (r) => (present(r.eligible) ? true : null), get: (r) => (r.eligible ? pill("eligible") : h("span", { class: "muted" }, r.reason || "not scored")) },
     { label: "", get: (r) => (r.winner ? pill("winner", "billed") : r.runner_up ? pill("runner-up (sets the price)", "held") : "") },
-  ], data.campaigns, { id: "market-table", rowClass: (r) => (r.winner ? "winner" : r.runner_up ? "runner" : !r.eligible ? "ineligible" : null), rowId: (r) => r.campaign_id || r.label });
+  ], shown, { id: "market-table", rowClass: (r) => (r.winner ? "winner" : r.runner_up ? "runner" : r.eligible === false ? "ineligible" : null), rowId: (r) => r.campaign_id || r.label });
+  const hiddenNote = hidden ? h("p", { class: "muted small", id: "market-hidden" }, `and ${plural(hidden, "other campaign")}, whose scores are not shown to ${state.me.kind}s.`) : null;
 
   // Slice: endpoints are your visible embedding campaigns or the query (publishers have no slices).
   const vis = state.me.kind === "publisher" ? [] : data.campaigns.filter((r) => r.campaign_id && r.kind === "embedding");
@@ -648,18 +764,22 @@ function renderMarket(result, query, data) {
   selA.addEventListener("change", drawSlice);
   selB.addEventListener("change", drawSlice);
   const proj = h("div", { id: "projection" });
+  // Publishers see no campaign's center, bid or reach: no slice card for them (nothing to draw).
+  const sliceCard = canSlice || state.me.kind !== "publisher"
+    ? h("div", { class: "card", id: "slice-card" }, h("h2", {}, "1-D slice: the upper envelope of score parabolas"),
+      canSlice ? h("div", { class: "row" }, h("label", {}, "from (t = 0)", selA), h("label", {}, "to (t = 1)", selB)) : null,
+      canSlice ? sliceBox : h("p", { class: "muted", id: "slice-note" }, "Slices run through your own campaigns (or one of them and the query): create a campaign first."))
+    : null;
   result.replaceChildren(
     h("div", { class: "card" }, h("h2", {}, "Outcome"), card),
-    h("div", { class: "card" }, h("h2", {}, "Every campaign at this query"), rows),
-    h("div", { class: "grid2" },
-      h("div", { class: "card", id: "slice-card" }, h("h2", {}, "1-D slice: the upper envelope of score parabolas"),
-        canSlice ? h("div", { class: "row" }, h("label", {}, "from (t = 0)", selA), h("label", {}, "to (t = 1)", selB)) : null,
-        canSlice ? sliceBox : h("p", { class: "muted", id: "slice-note" }, state.me.kind === "publisher"
-          ? "Slices show campaigns' bids and reaches, which publishers (who set reserves) do not see."
-          : "Slices run through your own campaigns (or one of them and the query): create a campaign first.")),
+    h("div", { class: "card" }, h("h2", {}, state.me.kind === "publisher" ? "The campaigns that decided this auction" : "Every campaign at this query"), rows, hiddenNote),
+    h("div", { class: "grid2" }, sliceCard,
       h("div", { class: "card", id: "projection-card" }, h("h2", {}, "Campaign centers and recent queries (2-D projection)"), proj)),
   );
-  if (canSlice) drawSlice();
+  // The query at a campaign's very center leaves no line to draw from that campaign to the query.
+  const atCenter = (id) => id === "query" || (vis.find((r) => r.campaign_id === id) || {}).sqdist === 0;
+  if (canSlice && !(atCenter(a0) && atCenter(b0))) drawSlice();
+  else if (canSlice) sliceBox.replaceChildren(h("p", { class: "muted", id: "slice-note" }, "The query sits at your campaign's center: choose two points that differ."));
   drawProjection(proj, data.query_xy);
 }
 

@@ -20,7 +20,9 @@ def llm_auction(
         Path("results/llm_auction"), "--out", help="Folder for results.json, the PNG and checkpoints."
     ),
     data: Path | None = typer.Option(
-        None, "--data", help="webis-ads folder (default ../shared/data/webis-ads; the shipped demo market when absent)."
+        None,
+        "--data",
+        help="The Webis ads data set's folder (found next to the repository when present; else the shipped demo market).",
     ),
     full: bool = typer.Option(False, "--full", help="The paper's scale and hyperparameters (needs a GPU)."),
     n_train: int | None = typer.Option(None, "--n-train", help="Training queries."),
