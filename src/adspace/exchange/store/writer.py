@@ -68,16 +68,19 @@ class GroupCommitWriter:
 
     def submit_future(self, op: Callable[[Connection], T]) -> Future[T]:
         """Queue ``op``; the future resolves with its result (or exception) once its transaction committed."""
-        fut: Future[T] = Future()
+        return self._queue([op])[0]
+
+    def _queue(self, ops: list[Callable[[Connection], Any]]) -> list[Future]:
+        futs: list[Future] = [Future() for _ in ops]
         with self._cond:
             if self._closed:
                 raise RuntimeError("the writer is closed")
-            self._pending.append((op, fut))
+            self._pending.extend(zip(ops, futs, strict=True))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="adspace-writer", daemon=True)
                 self._thread.start()
             self._cond.notify()
-        return fut
+        return futs
 
     def submit(self, op: Callable[[Connection], T]) -> T:
         """Run ``op`` in a committed transaction (shared with concurrent ops); return its result."""
@@ -89,7 +92,7 @@ class GroupCommitWriter:
         Used by the auction pipeline, which hands over a whole cleared batch at once. An op that raised
         has its exception in its place of the returned list; the others committed.
         """
-        futs = [self.submit_future(op) for op in ops]
+        futs = self._queue(ops)  # queued together: one transaction unless the writer is mid-commit
         return [f.exception() or f.result() for f in futs]
 
     def close(self) -> None:
