@@ -24,6 +24,10 @@ Which log-probability is which (see docs/mosaic.md):
 
 A reply that ended by the end-of-turn token (``finished``) includes that token's log-probability in
 both; a reply cut at ``max_new_tokens`` does not.
+
+The local backend's parts live beside this module: the sampling distribution (one kernel for sampling
+and scoring) in :mod:`adspace.models.kernels`, the decode loops in :mod:`adspace.models.local_decode`,
+the scoring paths in :mod:`adspace.models.local_scoring`; each picks its GPU or CPU variant by device.
 """
 
 from __future__ import annotations
