@@ -124,19 +124,65 @@ def test_score_validation(model):
         model.score(PROMPTS, ["a"])
 
 
-def test_prompt_cache_gives_the_same_scores(model):
-    """Scoring with the prompt's key/value cache reused equals scoring every pair whole."""
+def test_scoring_paths_give_the_same_scores(model):
+    """The per-prompt key/value-cache path (CPU default) and the padded, length-bucketed path (CUDA
+    default) give the same log-probabilities, own and processed, whatever the token budget: one pair
+    per forward (every sequence over budget), two per forward, all in one."""
     out = model.sample(PROMPTS, 3, max_new_tokens=6, temperature=0.8, top_p=0.95, seed=2)
-    flat = [r for row in out for r in row] + ["Use butter.", "No."]
-    pairs = [PROMPTS[0]] * 3 + [PROMPTS[1]] * 3 + [PROMPTS[0], PROMPTS[1]]
-    model.prompt_cache = True
-    cached = model.score(pairs, flat)
-    cached_t = model.score(pairs, flat, temperature=0.8, top_p=0.95)
-    model.prompt_cache = False
+    flat = [r for row in out for r in row] + ["Use butter.", "No.", ""]
+    pairs = [PROMPTS[0]] * 3 + [PROMPTS[1]] * 3 + [PROMPTS[0], PROMPTS[1], PROMPTS[0]]
+    longest = max(len(model.prompt_ids(p)) + len(model._reply_ids(r)) for p, r in zip(pairs, flat, strict=True))
+    saved = (model.scoring, model.score_tokens)
     try:
-        whole = model.score(pairs, flat)
-        whole_t = model.score(pairs, flat, temperature=0.8, top_p=0.95)
+        model.scoring = "cached"
+        cached = model.score(pairs, flat)
+        cached_t = model.score(pairs, flat, temperature=0.8, top_p=0.95)
+        model.scoring = "padded"
+        for budget in (1, 2 * longest, 100 * longest):
+            model.score_tokens = budget
+            assert np.allclose(model.score(pairs, flat), cached, atol=2e-3)
+            assert np.allclose(model.score(pairs, flat, temperature=0.8, top_p=0.95), cached_t, atol=2e-3)
     finally:
-        model.prompt_cache = True
-    assert np.allclose(cached, whole, atol=2e-3)
-    assert np.allclose(cached_t, whole_t, atol=2e-3)
+        model.scoring, model.score_tokens = saved
+    assert np.all(np.isfinite(cached)) and np.all(cached < 0)  # "" still scores its end-of-turn token
+
+
+def test_sync_free_decode_draws_the_same_replies(model):
+    """The GPU decode loop (nucleus by a sort on the device, end-of-turn checked every 8 steps, a
+    precomputed 4-D mask), run here on the CPU, draws the same tokens with the same log-probabilities
+    as the synced loop from the same seed, with and without top-p."""
+    saved = model.decode
+    try:
+        runs = {}
+        for loop in ("synced", "sync-free"):
+            model.decode = loop
+            runs[loop] = [
+                model.sample(PROMPTS, 3, max_new_tokens=12, temperature=0.8, top_p=0.95, seed=11),
+                model.sample(PROMPTS[:1], 2, max_new_tokens=5, temperature=1.0, top_p=1.0, seed=4),
+            ]
+    finally:
+        model.decode = saved
+    for a_call, b_call in zip(runs["synced"], runs["sync-free"], strict=True):
+        for a_row, b_row in zip(a_call, b_call, strict=True):
+            for a, b in zip(a_row, b_row, strict=True):
+                assert a.token_ids == b.token_ids and a.finished == b.finished
+                assert np.allclose(a.token_logprobs, b.token_logprobs, atol=1e-6)
+                assert np.allclose(a.model_token_logprobs, b.model_token_logprobs, atol=1e-6)
+
+
+def test_backend_options_are_validated():
+    with pytest.raises(ValueError, match="scoring: must be one of"):
+        LocalLLM(scoring="fast")
+    with pytest.raises(ValueError, match="decode: must be one of"):
+        LocalLLM(decode="graph")
+    with pytest.raises(ValueError, match="score_tokens: must be >= 1"):
+        LocalLLM(score_tokens=0)
+
+
+def test_cuda_without_a_gpu_is_a_clear_error():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device: the error is for machines without one")
+    with pytest.raises(ValueError, match="device: 'cuda' requested but torch has no CUDA device"):
+        LocalLLM(device="cuda")

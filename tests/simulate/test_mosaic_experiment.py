@@ -147,6 +147,50 @@ def test_run_experiment_writes_results_and_figures(tmp_path, monkeypatch):
         assert (tmp_path / f"{name}.png").stat().st_size > 1000
 
 
+def test_batches_follow_the_device_and_cover_every_instance(tmp_path, monkeypatch):
+    """One ``sample`` call per batch of instances (both versions' prompts in it); the batch defaults to
+    1 on a CPU and 25 on CUDA; the paper config is 50 queries x 25 seeds at 128 tokens on CUDA."""
+    monkeypatch.setattr(
+        study, "load_instances", lambda data, n, seed: ([INST, Instance("t:2", "Best oven?", ADVS)], "test")
+    )
+    calls = []
+
+    class Counting(ToyLLM):
+        def sample(self, prompts, n, **kw):
+            calls.append(len(prompts))
+            return super().sample(prompts, n, **kw)
+
+    cfg = study.MosaicConfig(n_queries=2, seeds=(0, 1, 2), ms=(1, 2), max_new_tokens=3, batch_instances=4)
+    res = study.run_experiment(cfg, tmp_path, llm=Counting(), figures=False)
+    assert calls == [8, 4] and res["n_instances"] == 6 and res["batch_instances"] == 4
+    assert study.MosaicConfig().batch == 1 and study.MosaicConfig(device="cuda:0").batch == 25
+    assert study.MosaicConfig(device="cuda", batch_instances=3).batch == 3
+    paper = study.MosaicConfig.paper()
+    assert (paper.n_queries, len(paper.seeds), paper.max_new_tokens, paper.device, paper.batch) == (
+        50,
+        25,
+        128,
+        "cuda",
+        25,
+    )
+    with pytest.raises(ValueError, match="batch_instances: must be >= 1"):
+        study.MosaicConfig(batch_instances=0)
+
+
+def test_paper_without_a_gpu_says_so(tmp_path):
+    import torch
+    from typer.testing import CliRunner
+
+    from adspace.cli import app
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device: the error is for machines without one")
+    result = CliRunner().invoke(app, ["experiment", "mosaic", "--paper", "--out", str(tmp_path)])
+    assert result.exit_code != 0
+    assert "no CUDA device" in result.output and "--device cpu" in result.output
+    assert not (tmp_path / "results.json").exists()
+
+
 def test_webis_instances_have_two_judged_relevant_advertisers():
     if not study.DEFAULT_DATA.is_dir():
         pytest.skip("webis-ads not present beside the repository")

@@ -24,6 +24,10 @@ Which log-probability is which (see docs/mosaic.md):
 
 A reply that ended by the end-of-turn token (``finished``) includes that token's log-probability in
 both; a reply cut at ``max_new_tokens`` does not.
+
+The local backend's parts live beside this module: the sampling distribution (one kernel for sampling
+and scoring) in :mod:`adspace.models.kernels`, the decode loops in :mod:`adspace.models.local_decode`,
+the scoring paths in :mod:`adspace.models.local_scoring`; each picks its GPU or CPU variant by device.
 """
 
 from __future__ import annotations
@@ -47,6 +51,16 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from adspace.models.kernels import nucleus, sample_tokens, token_logprobs
+from adspace.models.local_decode import DECODE_LOOPS, decode, decode_loop_for
+from adspace.models.local_scoring import (
+    SCORING_PATHS,
+    padded_token_budget,
+    score_padded,
+    score_prompt_cached,
+    scoring_path_for,
+)
+
 __all__ = [
     "CHATML_TEMPLATE",
     "LLMBackend",
@@ -58,7 +72,10 @@ __all__ = [
     "cache_dir",
     "get_local_llm",
     "messages",
+    "nucleus",
+    "sample_tokens",
     "smollm2_fp32_path",
+    "token_logprobs",
 ]
 
 Message = dict[str, str]
@@ -153,100 +170,6 @@ def _check_sampling(n: int, max_new_tokens: int, temperature: float, top_p: floa
         raise ValueError(f"temperature: must be > 0 (greedy decoding has no density), got {temperature!r}")
     if not (0 < top_p <= 1):
         raise ValueError(f"top_p: must be in (0, 1], got {top_p!r}")
-
-
-# -- the sampling distribution: temperature, then the top-p nucleus (one kernel for sampling and scoring) --
-
-_NUCLEUS_K0 = 256  # first guess of the nucleus size; grown x4 until it holds mass >= top_p
-
-
-def _tempered(logits: Any, temperature: float) -> Any:
-    """``logits / temperature`` in float64: the scores the sampling distribution is the softmax of."""
-    z = logits.double()
-    return z / float(temperature) if temperature != 1.0 else z
-
-
-def nucleus(z: Any, top_p: float) -> tuple[Any, Any, Any, Any]:
-    """The top-p nucleus of ``softmax(z)`` per row, without sorting the vocabulary.
-
-    A token is kept iff the probability mass of the tokens ranked strictly above it is ``< top_p``
-    (the most likely token is always kept); this is ``transformers``' ``TopPLogitsWarper`` (which
-    removes the tokens whose ascending cumulative mass is ``<= 1 - top_p``), read from the top. Only the
-    ``k`` largest logits are ranked (``torch.topk``), with ``k`` grown until they hold mass ``>= top_p``,
-    which for a chat model's distribution is a few hundred tokens instead of a 49k-token sort.
-
-    Returns ``(idx, zk, keep, lse_kept)``: (R, k) token ids in descending order, their values of ``z``,
-    a (R, k) mask of the kept ones, and (R,) ``logsumexp`` of ``z`` over the kept tokens, so that a kept
-    token's log-probability under the truncated distribution is ``z[token] - lse_kept``.
-    """
-    import torch
-
-    lse = torch.logsumexp(z, dim=-1, keepdim=True)
-    vocab = z.shape[-1]
-    k = min(_NUCLEUS_K0, vocab)
-    while True:
-        zk, idx = torch.topk(z, k, dim=-1)
-        pk = torch.exp(zk - lse)
-        cum = pk.cumsum(-1)
-        if k == vocab or bool((cum[:, -1] >= top_p).all()):
-            break
-        k = min(vocab, 4 * k)
-    above = torch.cat([torch.zeros_like(cum[:, :1]), cum[:, :-1]], dim=-1)  # mass ranked strictly above
-    keep = above < top_p
-    keep[:, 0] = True
-    lse_kept = torch.logsumexp(zk.masked_fill(~keep, float("-inf")), dim=-1)
-    return idx, zk, keep, lse_kept
-
-
-def token_logprobs(logits: Any, targets: Any, temperature: float = 1.0, top_p: float = 1.0) -> Any:
-    """(R,) float64 ``log q(target)`` per row, ``q = softmax(logits / temperature)`` cut to the top-p nucleus.
-
-    ``-inf`` for a target outside the nucleus. At ``temperature = top_p = 1`` this is the model's own
-    ``log π``. Same arithmetic as :func:`sample_tokens`, so a sampled reply scores exactly what it was
-    drawn with.
-    """
-    import torch
-
-    t = targets.to(logits.device)[:, None]
-    if top_p >= 1.0:
-        # the normalizer in the logits' own precision (float32: the model's logits carry no more), the
-        # difference in float64; a double copy of (rows x vocab) logits would cost a fifth of scoring
-        zf = logits if temperature == 1.0 else logits / float(temperature)
-        return zf.gather(1, t)[:, 0].double() - torch.logsumexp(zf, dim=-1).double()
-    z = _tempered(logits, temperature)
-    idx, zk, keep, lse_kept = nucleus(z, top_p)
-    inside = ((idx == t) & keep).any(dim=-1)
-    out = z.gather(1, t)[:, 0] - lse_kept
-    return out.masked_fill(~inside, float("-inf"))
-
-
-def sample_tokens(logits: Any, temperature: float, top_p: float, generator: Any) -> tuple[Any, Any, Any]:
-    """Draw one token per row from ``softmax(logits / temperature)`` cut to the top-p nucleus.
-
-    Inverse-CDF sampling with one uniform per row from ``generator``. Returns ``(tokens, log_q, log_own)``:
-    the tokens, their log-probability under the distribution drawn from, and under the model's own
-    (temperature 1, untruncated) distribution.
-    """
-    import torch
-
-    own = logits.double()
-    log_own_all = torch.logsumexp(own, dim=-1)
-    z = _tempered(own, temperature)
-    if top_p >= 1.0:
-        idx = None
-        zk = z
-        lse_kept = log_own_all if temperature == 1.0 else torch.logsumexp(z, dim=-1)
-        w = torch.exp(z - lse_kept[:, None])
-    else:
-        idx, zk, keep, lse_kept = nucleus(z, top_p)
-        w = torch.exp(zk - lse_kept[:, None]).masked_fill(~keep, 0.0)
-    cdf = w.cumsum(-1)
-    u = torch.rand(w.shape[0], 1, generator=generator, dtype=torch.float64, device=w.device) * cdf[:, -1:]
-    j = torch.searchsorted(cdf, u, right=True).clamp(max=w.shape[1] - 1)
-    tok = j[:, 0] if idx is None else idx.gather(1, j)[:, 0]
-    log_q = zk.gather(1, j)[:, 0] - lse_kept
-    log_own = own.gather(1, tok[:, None])[:, 0] - log_own_all
-    return tok, log_q, log_own
 
 
 class LLMBackend(ABC):
@@ -381,11 +304,15 @@ class LocalLLM(LLMBackend):
     path : directory of a transformers causal LM with a chat template; default: the cached fp32
         SmolLM2 copy (converted on first use).
     device : torch device, ``"cpu"`` by default.
-    batch_size : sequences per forward pass when scoring.
+    batch_size : replies per forward of the ``"cached"`` scoring path.
     threads : torch intra-op threads (default: leave torch's setting).
-    prompt_cache : when scoring, run each distinct prompt once and reuse its key/value cache for all
-        replies to it (MOSAIC scores M candidates under the same few prompts), instead of re-running
-        the prompt for every pair. Both paths give the same numbers (tested).
+    scoring : ``"cached"`` (each distinct prompt run once, its key/value cache reused for its replies),
+        ``"padded"`` (all pairs whole, right-padded, in length buckets of at most ``score_tokens``
+        tokens per forward), or ``"auto"``: padded on CUDA, cached elsewhere
+        (:mod:`adspace.models.local_scoring`). Both give the same numbers (tested).
+    decode : ``"synced"``, ``"sync-free"`` or ``"auto"``: sync-free on CUDA, synced elsewhere
+        (:mod:`adspace.models.local_decode`). Both draw the same tokens from the same seed (tested).
+    score_tokens : tokens per forward of the padded path (default: :func:`padded_token_budget`).
     """
 
     def __init__(
@@ -395,17 +322,28 @@ class LocalLLM(LLMBackend):
         device: str = "cpu",
         batch_size: int = 32,
         threads: int | None = None,
-        prompt_cache: bool = True,
+        scoring: str = "auto",
+        decode: str = "auto",
+        score_tokens: int | None = None,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
-        self.prompt_cache = bool(prompt_cache)
+        if scoring not in ("auto", *SCORING_PATHS):
+            raise ValueError(f"scoring: must be one of auto, {', '.join(SCORING_PATHS)}, got {scoring!r}")
+        if decode not in ("auto", *DECODE_LOOPS):
+            raise ValueError(f"decode: must be one of auto, {', '.join(DECODE_LOOPS)}, got {decode!r}")
+        if score_tokens is not None and score_tokens < 1:
+            raise ValueError(f"score_tokens: must be >= 1, got {score_tokens}")
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
+        if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(
+                f"device: {device!r} requested but torch has no CUDA device here (torch {torch.__version__})"
+            )
         hf_logging.disable_progress_bar()
         if threads is not None:
             torch.set_num_threads(int(threads))
@@ -414,8 +352,12 @@ class LocalLLM(LLMBackend):
         self.name = self.path.name
         self.device = device
         self.batch_size = batch_size
+        self.scoring = scoring_path_for(device) if scoring == "auto" else scoring
+        self.decode = decode_loop_for(device) if decode == "auto" else decode
         self.tokenizer = AutoTokenizer.from_pretrained(self.path)
         self.model = AutoModelForCausalLM.from_pretrained(self.path, dtype=torch.float32).to(device).eval()
+        self.score_tokens = score_tokens if score_tokens is not None else padded_token_budget(self.model, device)
+        self.head_chunk = 4096 if torch.device(device).type == "cuda" else 512  # LM-head rows per matmul
         self.load_seconds = time.perf_counter() - t0
         eos = self.tokenizer.eos_token_id
         if eos is None:  # pragma: no cover - every chat model has one
@@ -455,7 +397,8 @@ class LocalLLM(LLMBackend):
         Each distinct prompt is run **once** and its key/value cache is repeated for its ``n`` replies
         (``transformers``' ``generate`` would copy the prompt ``n`` times before the first forward pass,
         and on a CPU the prompt's prefill then dominates the cost of short replies). Decoding then runs
-        all ``len(prompts) * n`` rows in one batch; tokens are drawn by :func:`sample_tokens` from
+        all ``len(prompts) * n`` rows in one batch (:func:`adspace.models.local_decode.decode`, the loop
+        chosen by :attr:`decode`); tokens are drawn by :func:`sample_tokens` from
         ``softmax(logits / T)`` restricted to the top-p nucleus, the kernel :meth:`score` also uses, so
         ``token_logprobs`` are exactly the log-probabilities of the distribution sampled from. ``seed``
         seeds a private generator (the global torch RNG is left alone).
@@ -466,54 +409,28 @@ class LocalLLM(LLMBackend):
         _check_sampling(n, max_new_tokens, temperature, top_p)
         if not prompts:
             return []
-        dev = self.device
         input_ids, attn = self.left_padded(prompts)
-        rows = len(prompts) * int(n)
-        steps = int(max_new_tokens)
-        gen = torch.full((rows, steps), self.pad_id, dtype=torch.long)
-        lp = torch.zeros((rows, steps), dtype=torch.float64)
-        raw = torch.zeros((rows, steps), dtype=torch.float64)
         with self._lock, torch.inference_mode():
-            rng = torch.Generator(device=dev)
+            rng = torch.Generator(device=self.device)
             if seed is not None:
                 rng.manual_seed(int(seed))
             else:
                 rng.seed()
-            pos = (attn.cumsum(-1) - 1).clamp(min=0)
-            first = self.model(
-                input_ids=input_ids.to(dev),
-                attention_mask=attn.to(dev),
-                position_ids=pos.to(dev),
-                use_cache=True,
-                logits_to_keep=1,
+            gen, lp, raw = decode(
+                self.model,
+                input_ids,
+                attn,
+                int(n),
+                int(max_new_tokens),
+                temperature,
+                top_p,
+                rng,
+                pad_id=self.pad_id,
+                eos_id=self.eos_id,
+                device=self.device,
+                loop=self.decode,
             )
-            cache = first.past_key_values
-            cache.batch_repeat_interleave(int(n))
-            logits = first.logits[:, -1].repeat_interleave(int(n), dim=0)
-            mask = attn.repeat_interleave(int(n), dim=0).to(dev)
-            nxt = mask.sum(-1)  # position id of the next token, per row
-            done = torch.zeros(rows, dtype=torch.bool, device=dev)
-            for t in range(steps):
-                tok, log_q, log_own = sample_tokens(logits, temperature, top_p, rng)
-                tok = torch.where(done, torch.full_like(tok, self.pad_id), tok)
-                gen[:, t] = tok.cpu()
-                lp[:, t] = log_q.cpu()
-                raw[:, t] = log_own.cpu()
-                done = done | (tok == self.eos_id)
-                if bool(done.all()) or t == steps - 1:
-                    break
-                mask = torch.cat([mask, torch.ones((rows, 1), dtype=mask.dtype, device=dev)], dim=1)
-                step = self.model(
-                    input_ids=tok[:, None],
-                    attention_mask=mask,
-                    position_ids=nxt[:, None],
-                    past_key_values=cache,
-                    use_cache=True,
-                )
-                cache = step.past_key_values
-                logits = step.logits[:, -1]
-                nxt = nxt + 1
-        gen = gen.cpu().numpy()
+        gen = gen.numpy()
         lp = lp.numpy()
         raw = raw.numpy()
         result: list[list[Reply]] = []
@@ -556,14 +473,17 @@ class LocalLLM(LLMBackend):
     def score(self, prompts, replies, *, temperature=1.0, top_p=1.0):
         """Teacher-forced log-probabilities (see :meth:`LLMBackend.score`).
 
-        A ``str`` reply is tokenized and taken as finished (its end-of-turn token is scored). With
-        ``prompt_cache`` each distinct prompt runs once and its key/value cache serves all its replies;
-        otherwise pairs are sorted by length and run whole in batches of ``batch_size``. Either way the
-        LM head is applied only at reply positions. With ``temperature``/``top_p`` each position's
+        A ``str`` reply is tokenized and taken as finished (its end-of-turn token is scored). The pairs
+        run by the path :attr:`scoring` names (:mod:`adspace.models.local_scoring`): ``"cached"`` runs
+        each distinct prompt once and reuses its key/value cache for all its replies; ``"padded"`` runs
+        whole sequences in length buckets of at most :attr:`score_tokens` tokens per forward. Either way
+        the LM head is applied only at reply positions. With ``temperature``/``top_p`` each position's
         log-probability comes from :func:`token_logprobs`, the distribution :meth:`sample` draws from,
         giving ``log π_gen``.
         """
         import torch
+
+        from adspace.models.kernels import nucleus_method_for
 
         prompts = _check_prompts(prompts)
         replies = list(replies)
@@ -572,6 +492,8 @@ class LocalLLM(LLMBackend):
                 f"replies: must pair one-to-one with prompts, got {len(replies)} replies for {len(prompts)} prompts"
             )
         _check_sampling(1, 1, temperature, top_p)
+        if self.scoring not in SCORING_PATHS:
+            raise ValueError(f"scoring: must be one of {', '.join(SCORING_PATHS)}, got {self.scoring!r}")
         rendered: dict[str, list[int]] = {}
         pairs = []
         for p, r in zip(prompts, replies, strict=True):
@@ -579,100 +501,12 @@ class LocalLLM(LLMBackend):
             if key not in rendered:
                 rendered[key] = self.prompt_ids(p)
             pairs.append((rendered[key], self._reply_ids(r)))
-        if self.prompt_cache:
-            return self._score_prompt_cached(pairs, temperature, top_p)
-        out = np.zeros(len(pairs), dtype=np.float64)
-        order = sorted(range(len(pairs)), key=lambda k: len(pairs[k][0]) + len(pairs[k][1]))
+        common = dict(pad_id=self.pad_id, device=self.device, head_chunk=self.head_chunk)
+        common["nucleus_method"] = nucleus_method_for(self.device)
         with self._lock, torch.inference_mode():
-            for lo in range(0, len(order), self.batch_size):
-                batch = order[lo : lo + self.batch_size]
-                width = max(len(pairs[k][0]) + len(pairs[k][1]) for k in batch)
-                input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
-                attn = torch.zeros((len(batch), width), dtype=torch.long)
-                rows, cols, targets = [], [], []
-                for b, k in enumerate(batch):  # right padding
-                    pid, rid = pairs[k]
-                    seq = pid + rid
-                    input_ids[b, : len(seq)] = torch.tensor(seq)
-                    attn[b, : len(seq)] = 1
-                    for t, tok in enumerate(rid):  # position predicting reply token t
-                        rows.append(b)
-                        cols.append(len(pid) + t - 1)
-                        targets.append(tok)
-                if not rows:
-                    continue
-                hidden = self.model.model(
-                    input_ids=input_ids.to(self.device), attention_mask=attn.to(self.device)
-                ).last_hidden_state
-                h = hidden[torch.tensor(rows, device=hidden.device), torch.tensor(cols, device=hidden.device)]
-                tok_lp = self._token_logprobs(h, targets, temperature, top_p)
-                sums = torch.zeros(len(batch), dtype=torch.float64, device=tok_lp.device)
-                sums.index_add_(0, torch.tensor(rows, device=tok_lp.device), tok_lp)
-                for b, k in enumerate(batch):
-                    out[k] = float(sums[b])
-        return out
-
-    def _token_logprobs(self, h, targets, temperature, top_p, chunk: int = 512):
-        """``log q(target)`` at each hidden state (LM head applied in chunks of ``chunk`` rows)."""
-        import torch
-
-        t = torch.tensor(targets, device=h.device)
-        parts = []
-        for lo in range(0, h.shape[0], chunk):
-            logits = self.model.lm_head(h[lo : lo + chunk])
-            parts.append(token_logprobs(logits, t[lo : lo + chunk], temperature, top_p))
-        return torch.cat(parts)
-
-    def _score_prompt_cached(self, pairs, temperature, top_p):
-        import copy
-
-        import torch
-
-        out = np.zeros(len(pairs), dtype=np.float64)
-        groups: dict[tuple[int, ...], list[int]] = {}
-        for k, (pid, _) in enumerate(pairs):
-            groups.setdefault(tuple(pid), []).append(k)
-        dev = self.device
-        with self._lock, torch.inference_mode():
-            for pid, members in groups.items():
-                members = sorted(members, key=lambda k: len(pairs[k][1]))
-                first = self.model.model(input_ids=torch.tensor([pid], device=dev), use_cache=True)
-                h_last = first.last_hidden_state[0, -1]  # predicts every reply's first token
-                cache = first.past_key_values
-                lp_len = len(pid)
-                for lo in range(0, len(members), self.batch_size):
-                    batch = [k for k in members[lo : lo + self.batch_size] if pairs[k][1]]
-                    if not batch:
-                        continue
-                    width = max(len(pairs[k][1]) for k in batch) - 1  # inputs: reply tokens but the last
-                    hs, targets, owner = [], [], []
-                    if width > 0:
-                        inp = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
-                        mask = torch.zeros((len(batch), lp_len + width), dtype=torch.long)
-                        mask[:, :lp_len] = 1
-                        for b, k in enumerate(batch):
-                            rid = pairs[k][1]
-                            inp[b, : len(rid) - 1] = torch.tensor(rid[:-1])
-                            mask[b, lp_len : lp_len + len(rid) - 1] = 1
-                        c = copy.deepcopy(cache)
-                        c.batch_repeat_interleave(len(batch))
-                        pos = torch.arange(lp_len, lp_len + width, device=dev)[None, :].expand(len(batch), -1)
-                        hidden = self.model.model(
-                            input_ids=inp.to(dev), attention_mask=mask.to(dev), past_key_values=c, position_ids=pos
-                        ).last_hidden_state
-                    for b, k in enumerate(batch):
-                        rid = pairs[k][1]
-                        hs.append(h_last[None, :])
-                        if len(rid) > 1:
-                            hs.append(hidden[b, : len(rid) - 1])
-                        targets.extend(rid)
-                        owner.extend([b] * len(rid))
-                    tok_lp = self._token_logprobs(torch.cat(hs, dim=0), targets, temperature, top_p)
-                    sums = torch.zeros(len(batch), dtype=torch.float64, device=tok_lp.device)
-                    sums.index_add_(0, torch.tensor(owner, device=tok_lp.device), tok_lp)
-                    for b, k in enumerate(batch):
-                        out[k] = float(sums[b])
-        return out
+            if self.scoring == "cached":
+                return score_prompt_cached(self.model, pairs, temperature, top_p, batch_size=self.batch_size, **common)
+            return score_padded(self.model, pairs, temperature, top_p, token_budget=self.score_tokens, **common)
 
 
 @lru_cache(maxsize=4)

@@ -51,6 +51,7 @@ __all__ = [
     "MosaicConfig",
     "TextAuction",
     "advertiser_prompt",
+    "batch_instances_for",
     "context_prompt",
     "load_instances",
     "reference_prompt",
@@ -438,6 +439,10 @@ class MosaicConfig:
     The default (5 queries x 3 seeds, M up to 16, 32 new tokens, one torch thread) takes ~19 CPU-seconds
     per instance on SmolLM2-135M: 300 s wall on an idle 2-core machine (docs/mosaic.md). One thread:
     two threads on a busy 2-core machine were 10x slower (oversubscription).
+
+    ``batch_instances`` (instances generated and scored per batched call) defaults to the device's
+    (:func:`batch_instances_for`): 1 on a CPU, where batching gains nothing once the cores are busy, and
+    25 on CUDA, the batch the H100 measurement of 2026-11-26 ran with.
     """
 
     n_queries: int = 5
@@ -452,16 +457,14 @@ class MosaicConfig:
     data_seed: int = 0
     device: str = "cpu"
     threads: int | None = 1
-    batch_instances: int = 1
+    batch_instances: int | None = None
     backend_url: str | None = None
     backend_model: str | None = None
 
     @classmethod
     def paper(cls) -> MosaicConfig:
-        """The paper's scale (§6.1): 50 queries x 25 seeds, M up to 16; for a GPU."""
-        return cls(
-            n_queries=50, seeds=tuple(range(25)), max_new_tokens=128, device="cuda", threads=None, batch_instances=8
-        )
+        """The paper's scale (§6.1): 50 queries x 25 seeds = 1,250 instances, M up to 16, 128 tokens; for a GPU."""
+        return cls(n_queries=50, seeds=tuple(range(25)), max_new_tokens=128, device="cuda", threads=None)
 
     def __post_init__(self) -> None:
         if not self.ms or min(self.ms) < 1:
@@ -470,8 +473,23 @@ class MosaicConfig:
             raise ValueError("seeds: at least one seed")
         if self.tau <= 0:
             raise ValueError(f"tau: must be > 0, got {self.tau}")
-        if self.batch_instances < 1:
+        if self.batch_instances is not None and self.batch_instances < 1:
             raise ValueError(f"batch_instances: must be >= 1, got {self.batch_instances}")
+
+    @property
+    def batch(self) -> int:
+        """Instances per batched call: ``batch_instances``, or the device's default."""
+        return self.batch_instances if self.batch_instances is not None else batch_instances_for(self.device)
+
+
+def batch_instances_for(device: str) -> int:
+    """Instances per batched call by device: 25 on CUDA (the H100 batch of 2026-11-26), 1 elsewhere.
+
+    With 25 instances a batch decodes 25 x 2 prompts x 16 candidates = 800 rows at once, and scores
+    25 x 5 x 16 = 2,000 (prompt, reply) pairs (both versions); one SmolLM2-135M batch of 128-token
+    replies holds about 7 GiB of key/value cache (30 layers x 2 x 192 floats per token and row).
+    """
+    return 25 if str(device).startswith("cuda") else 1
 
 
 def make_backend(cfg: MosaicConfig) -> LLMBackend:
@@ -503,8 +521,9 @@ def run_experiment(
     jobs = [(seed, inst) for seed in cfg.seeds for inst in instances]
     records: list[dict[str, Any]] = []
     t_start = time.perf_counter()
-    for lo in range(0, len(jobs), cfg.batch_instances):
-        chunk = jobs[lo : lo + cfg.batch_instances]
+    batch = cfg.batch
+    for lo in range(0, len(jobs), batch):
+        chunk = jobs[lo : lo + batch]
         seed = chunk[0][0]
         auctions = run_text_auction(
             llm,
@@ -532,6 +551,8 @@ def run_experiment(
         "source": source,
         "model": getattr(llm, "name", type(llm).__name__),
         "n_instances": len(records),
+        "batch_instances": batch,
+        "backend": _backend_paths(llm),
         "wall_seconds": wall,
         "model_load_seconds": t_load,
         "summary": summary,
@@ -544,6 +565,12 @@ def run_experiment(
         results["figures"] = {k: str(v) for k, v in write_figures(results, out).items()}
         (out / "results.json").write_text(json.dumps(results, indent=1, default=_json_default))
     return results
+
+
+def _backend_paths(llm: LLMBackend) -> dict[str, Any]:
+    """Which scoring path and decode loop a local backend ran (empty for a server)."""
+    keys = ("device", "scoring", "decode", "score_tokens")
+    return {k: getattr(llm, k) for k in keys if isinstance(getattr(llm, k, None), str | int)}
 
 
 def _json_default(o: Any) -> Any:

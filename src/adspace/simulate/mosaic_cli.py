@@ -19,7 +19,9 @@ def mosaic_experiment(
         help="The Webis ads data set's folder (found next to the repository when present; else the shipped demo market).",
     ),
     paper: bool = typer.Option(
-        False, "--paper", help="The paper's scale: 50 queries x 25 seeds, 128 tokens, on a GPU."
+        False,
+        "--paper",
+        help="The paper's scale: 50 queries x 25 seeds, 128 tokens, on a GPU (--device cuda, 25 instances per batch).",
     ),
     queries: int | None = typer.Option(None, "--queries", help="Number of queries (default 5; paper 50)."),
     seeds: int | None = typer.Option(None, "--seeds", help="Seeds per query (default 3; paper 25)."),
@@ -30,7 +32,9 @@ def mosaic_experiment(
     threads: int | None = typer.Option(
         None, "--threads", help="torch CPU threads (default 1; the paper config leaves torch's)."
     ),
-    batch: int | None = typer.Option(None, "--batch", help="Instances generated and scored per batched call."),
+    batch: int | None = typer.Option(
+        None, "--batch", help="Instances generated and scored per batched call (default: 1 on a CPU, 25 on CUDA)."
+    ),
     url: str | None = typer.Option(
         None, "--url", help="Use an OpenAI-compatible server (e.g. http://127.0.0.1:8000/v1)."
     ),
@@ -82,6 +86,15 @@ def mosaic_experiment(
         cfg = replace(cfg, **over)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+    if cfg.backend_url is None and cfg.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise typer.BadParameter(
+                f"{cfg.device} requested but torch has no CUDA device here; the paper scale is meant for a GPU "
+                "(add --device cpu to run it on the CPU anyway: about a day on 2 cores)",
+                param_hint="--device" if device is not None else "--paper",
+            )
     console = Console()
     with Progress(
         TextColumn("[bold]mosaic"),
