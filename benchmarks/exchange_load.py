@@ -387,7 +387,16 @@ def main() -> None:
                 spy = None
                 if args.py_spy and phase == "embedding" and not profiled:
                     raw = tmp / "profile.txt"
-                    spy_cmd = [args.py_spy, "record", "--pid", str(proc.pid), "--format", "raw", "--nonblocking"]
+                    spy_cmd = [
+                        args.py_spy,
+                        "record",
+                        "--pid",
+                        str(proc.pid),
+                        "--format",
+                        "raw",
+                        "--nonblocking",
+                        "--gil",
+                    ]
                     spy_cmd += ["--subprocesses", "--duration", str(max(1, round(args.seconds) - 1)), "-o", str(raw)]
                     spy = subprocess.Popen(spy_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 ex = wrk(base, pub_key, method, lines, conc, args.seconds, tmp, proc.pid)
