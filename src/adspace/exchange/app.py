@@ -18,6 +18,7 @@ from adspace.exchange.api import accounts, auctions, campaigns, docs, openrtb, r
 from adspace.exchange.config import Settings
 from adspace.exchange.middleware import Guard, RateLimits
 from adspace.exchange.services import Exchange, ServiceError
+from adspace.exchange.services.exchange import freeze_heap
 from adspace.exchange.sync import start_market_sync
 
 log = logging.getLogger("adspace.exchange")
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None, *, exchange: Exchange | None = 
             log.warning("Generated admin API key (shown once): %s", key)
             print(f"Admin API key (shown once, store it): {key}", flush=True)
         ex.load_market()
+        freeze_heap()  # again once the model is loaded (Exchange._preload)
         ex.start_background()
         # PostgreSQL: other exchange processes' campaign changes reach this market (LISTEN/NOTIFY).
         sync = start_market_sync(ex)

@@ -16,6 +16,7 @@ Each service has one job and owns its transactions; they share the :class:`~adsp
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from typing import Any
@@ -97,6 +98,7 @@ class Exchange:
             self.embedder()
         except Exception:  # pragma: no cover - logged, text requests will report it
             log.exception("could not load the embedding model")
+        freeze_heap()
 
     @property
     def model_loaded(self) -> bool:
@@ -148,3 +150,12 @@ class Exchange:
             "writer_seconds": w.seconds,
             "embedding_cache": None if emb is None else {"hits": emb.hits, "misses": emb.misses},
         }
+
+
+def freeze_heap() -> None:
+    """Move every object alive now (the model's modules and weights, the market) out of the garbage
+    collector's reach. They live as long as the process; without this, each full collection walks
+    millions of them and stalls every request for a few hundred milliseconds (the p99 of
+    ``benchmarks/exchange_load.py``). Objects made later are collected as usual."""
+    gc.collect()
+    gc.freeze()
