@@ -285,3 +285,12 @@ def test_demo_help_states_the_reserve_the_demo_uses(runner, demo_json):
     result = runner.invoke(app, ["demo", "--help"])
     assert result.exit_code == 0
     assert f"${demo_json['reserve']:g}" in " ".join(result.stdout.split()), result.stdout
+
+
+def test_serve_workers_on_sqlite_refused_with_a_reason(runner, tmp_path):
+    """SQLite has one writer per file: ``serve --workers 2`` on it stops before serving, saying why."""
+    db = tmp_path / "one-writer.db"
+    out = runner.invoke(app, ["serve", "--workers", "2", "--database-url", f"sqlite:///{db}"])
+    assert out.exit_code == 2
+    assert "--workers" in out.output and "SQLite" in out.output and "postgresql" in out.output
+    assert not db.exists()  # refused before anything was created
