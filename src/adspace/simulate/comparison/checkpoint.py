@@ -79,13 +79,13 @@ def apply_checkpoint(model, ckpt: Checkpoint):
     return model
 
 
-def load_policy(path: str | Path, *, base: str | Path | None = None, device: str = "cpu"):
+def load_policy(path: str | Path, *, base: str | Path | None = None, device: str = "cpu", threads: int | None = None):
     """A :class:`adspace.models.llm.LocalLLM` serving the trained model: the base model (default
     SmolLM2-135M-Instruct; its tokenizer and chat template in every case) with the checkpoint applied."""
     from adspace.models.llm import LocalLLM
 
     ckpt = resolve(path)
-    llm = LocalLLM(base, device=device)
+    llm = LocalLLM(base, device=device, threads=threads)
     llm.model = apply_checkpoint(llm.model, ckpt).to(device).eval()
     llm.name = f"{llm.name}+irpo({ckpt.root.name})"
     llm.checkpoint = ckpt  # type: ignore[attr-defined]

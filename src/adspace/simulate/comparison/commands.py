@@ -37,6 +37,9 @@ def compare_command(
     mosaic_m: int = typer.Option(4, "--mosaic-m", help="MOSAIC candidates per query."),
     mosaic_tau: float = typer.Option(1.0, "--mosaic-tau", help="MOSAIC's τ, in currency units."),
     max_new_tokens: int = typer.Option(48, "--max-new-tokens", help="Reply length cap in tokens."),
+    threads: int = typer.Option(
+        1, "--threads", help="torch threads (1: fastest measured for one-query-at-a-time decoding on 2 shared cores)."
+    ),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """The three mechanisms on the same held-out Webis queries, advertisers, values and seeds: value and
@@ -72,10 +75,16 @@ def compare_command(
             mosaic_m=mosaic_m,
             mosaic_tau=mosaic_tau,
             max_new_tokens=max_new_tokens,
+            threads=threads,
         )
     except ValueError as exc:
         msg = str(exc)
-        for field_, opt in (("n_queries", "--queries"), ("mosaic_m", "--mosaic-m"), ("mechanisms", "--mechanisms")):
+        for field_, opt in (
+            ("n_queries", "--queries"),
+            ("mosaic_m", "--mosaic-m"),
+            ("mechanisms", "--mechanisms"),
+            ("threads", "--threads"),
+        ):
             msg = msg.replace(f"{field_}:", f"{opt}:")
         raise fail(msg) from None
     console = Console()

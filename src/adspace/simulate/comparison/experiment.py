@@ -44,6 +44,7 @@ class CompareConfig:
     top_p: float = 0.8
     shading: float = SHADE
     n_resamples: int = 2000
+    threads: int | None = 1  # torch threads; 1 measured fastest for batch-1 decoding on a shared 2-core machine
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -53,6 +54,8 @@ class CompareConfig:
                 raise ValueError(f"{name}: must be a positive integer, got {v!r}")
         if int(self.n_train) != self.n_train or self.n_train < 1:
             raise ValueError(f"n_train: must be a positive integer, got {self.n_train!r}")
+        if self.threads is not None and (int(self.threads) != self.threads or self.threads < 1):
+            raise ValueError(f"threads: must be a positive integer, got {self.threads!r}")
         unknown = [m for m in self.mechanisms if m not in ALL_MECHANISMS]
         if unknown or not self.mechanisms:
             raise ValueError(f"mechanisms: choose from {', '.join(ALL_MECHANISMS)}; got {list(self.mechanisms)}")
@@ -99,8 +102,10 @@ def run_comparison(cfg: CompareConfig, out_dir: str | Path, *, progress=None, sa
     episodes = episodes_from(test, seed=cfg.seed)
     tell(f"{len(episodes)} held-out queries; loading models")
     t0 = time.perf_counter()
-    base = LocalLLM()
-    policy = load_policy(cfg.checkpoint) if cfg.checkpoint and "llm-auction" in cfg.mechanisms else None
+    base = LocalLLM(threads=cfg.threads)
+    policy = (
+        load_policy(cfg.checkpoint, threads=cfg.threads) if cfg.checkpoint and "llm-auction" in cfg.mechanisms else None
+    )
     clicks = ClickModel(seed=cfg.seed)
     sampling = {"max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature, "top_p": cfg.top_p}
     answers = PlainAnswers(base, **sampling)

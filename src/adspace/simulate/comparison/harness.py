@@ -16,7 +16,8 @@ and/or a fixed payment per auction. The :class:`Judge` then measures every mecha
   the answer from the plain assistant's: ``Δ NLL``, the plain model's negative log-likelihood per token
   of the shown answer minus that of the plain answer to the same query (0 for the plain answer itself);
 * **relevance** of every shown ad by the Webis human judgments;
-* **compute**: wall seconds of ``run`` and forward passes of the language model and of the sentence
+* **compute**: wall and process-CPU seconds of ``run`` (CPU time is the fairer number on a shared
+  machine) and forward passes of the language model and of the sentence
   embedder, counted while ``run`` executes; model loading happens in :meth:`Mechanism.prepare` and in
   :meth:`Judge.prepare`, before any clock starts;
 * **incentives**: the chosen advertiser bids 80% of its value (others truthful, same seed); the
@@ -145,15 +146,15 @@ class ForwardCounter:
         self._handle = None
 
     def _hook(self, module, _args) -> None:
-        from transformers import PreTrainedModel
-
-        if isinstance(module, PreTrainedModel) and module.base_model is module:
+        if isinstance(module, self._base) and module.base_model is module:
             name = type(module).__name__
             self.calls[name] = self.calls.get(name, 0) + 1
 
     def __enter__(self) -> ForwardCounter:
         import torch
+        from transformers import PreTrainedModel
 
+        self._base = PreTrainedModel  # resolved once: the hook runs on every module call
         self.calls = {}
         self._handle = torch.nn.modules.module.register_module_forward_pre_hook(self._hook)
         return self
@@ -265,14 +266,15 @@ def evaluate(
         for m in mechanisms:
             counter = ForwardCounter()
             with counter:
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 shown = m.run(ep, np.asarray(ep.values, dtype=np.float64))
-                secs = time.perf_counter() - t0
+                secs, cpu = time.perf_counter() - t0, time.process_time() - c0
             llm, emb = counter.split()
             row = judge.measure(ep, shown)
             shaded = judge.measure(ep, m.run(ep, ep.shaded_bids(shading)), nll=False)
             row.update(
                 seconds=secs,
+                cpu_seconds=cpu,
                 llm_passes=llm,
                 embedder_passes=emb,
                 shading_gain=shaded["utility"][ep.shader] - row["utility"][ep.shader],
@@ -294,6 +296,7 @@ METRICS: dict[str, tuple[str, str]] = {
     "delta_nll": ("Δ NLL vs plain (nats/token)", "mean"),
     "relevant_share": ("shown ads judged relevant", "ratio"),
     "seconds": ("seconds / query", "mean"),
+    "cpu_seconds": ("CPU seconds / query", "mean"),
     "llm_passes": ("LLM forward passes / query", "mean"),
     "embedder_passes": ("embedder passes / query", "mean"),
     "shading_gain": ("gain from 20% shading / query", "mean"),
