@@ -83,3 +83,10 @@ def test_bad_checkpoint_folders_name_the_option(tmp_path):
     assert res.exit_code == 1 and "error: --mechanisms: choose from embedding-vcg" in res.output
     res = CliRunner().invoke(app, ["experiment", "compare", "--queries", "0"])
     assert res.exit_code == 1 and "error: --queries: must be a positive integer" in res.output
+
+
+def test_compare_needs_the_webis_judgments(tmp_path):
+    res = CliRunner().invoke(app, ["experiment", "compare", "--data", str(tmp_path)])
+    assert res.exit_code == 1 and "error: --data: the Webis ads data set" in res.output
+    res = CliRunner().invoke(app, ["experiment", "compare", "--data", str(tmp_path / "nope")])
+    assert res.exit_code == 1 and "error: --data: no such folder" in res.output

@@ -21,7 +21,7 @@ def compare_command(
     data: Path | None = typer.Option(
         None, "--data", help="The Webis ads data set folder (default ../shared/data/webis-ads when present)."
     ),
-    n_queries: int = typer.Option(24, "--queries", help="Held-out queries (each mechanism runs on all of them)."),
+    n_queries: int = typer.Option(30, "--queries", help="Held-out queries (each mechanism runs on all of them)."),
     n_train: int = typer.Option(
         6, "--n-train", help="Queries before the held-out ones (match the LLM-Auction run's --n-train)."
     ),
@@ -87,6 +87,12 @@ def compare_command(
         ):
             msg = msg.replace(f"{field_}:", f"{opt}:")
         raise fail(msg) from None
+    try:
+        from adspace.simulate.comparison.experiment import held_out_queries
+
+        held_out_queries(cfg)  # the data set is there and readable before any model loads
+    except ValueError as exc:
+        raise fail(str(exc).replace("data:", "--data:", 1)) from None
     console = Console()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=Console(stderr=True), transient=True) as bar:

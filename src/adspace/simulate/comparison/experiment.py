@@ -19,7 +19,14 @@ from typing import Any
 from adspace.simulate.comparison.harness import CURRENCY, SHADE, Judge, episodes_from, evaluate, summarize
 from adspace.simulate.comparison.mechanisms import CurrencyMosaic, LLMAuctionPolicy, PlainAnswers, SlotVCG
 
-__all__ = ["ALL_MECHANISMS", "CompareConfig", "PRETRAINED_LABEL", "build_mechanisms", "run_comparison"]
+__all__ = [
+    "ALL_MECHANISMS",
+    "CompareConfig",
+    "PRETRAINED_LABEL",
+    "build_mechanisms",
+    "held_out_queries",
+    "run_comparison",
+]
 
 ALL_MECHANISMS = ("embedding-vcg", "mosaic-baseline", "mosaic-context", "llm-auction")
 PRETRAINED_LABEL = "llm-auction: pre-trained (no IRPO checkpoint)"
@@ -29,7 +36,7 @@ PRETRAINED_LABEL = "llm-auction: pre-trained (no IRPO checkpoint)"
 class CompareConfig:
     """The comparison's scale; the defaults run in well under 30 minutes on 2 CPU cores."""
 
-    n_queries: int = 24
+    n_queries: int = 30
     n_train: int = 6  # queries before the held-out ones (the LLM-Auction experiment's training split)
     n_candidates: int = 3
     seed: int = 0
@@ -79,10 +86,17 @@ def build_mechanisms(base, clicks, cfg: CompareConfig, *, policy=None, answers: 
     return out
 
 
-def _load(cfg: CompareConfig):
-    from adspace.simulate.llm_auction.data import load_queries, split
+def held_out_queries(cfg: CompareConfig) -> list:
+    from adspace.simulate.llm_auction.data import DEFAULT_DATA, load_queries, split
 
-    queries = load_queries(cfg.n_train + cfg.n_queries, data=cfg.data, n_candidates=cfg.n_candidates, seed=cfg.seed)
+    root = Path(cfg.data) if cfg.data else DEFAULT_DATA
+    if not (root / "advertisements").is_dir():
+        where = f"{root}" if cfg.data else f"the default location {root}"
+        raise ValueError(
+            f"data: the Webis ads data set (advertisements/*.csv) is needed for its relevance judgments; "
+            f"none at {where} (give its folder with --data DIR)"
+        )
+    queries = load_queries(cfg.n_train + cfg.n_queries, data=root, n_candidates=cfg.n_candidates, seed=cfg.seed)
     _, test = split(queries, cfg.n_queries)
     return test
 
@@ -98,7 +112,7 @@ def run_comparison(cfg: CompareConfig, out_dir: str | Path, *, progress=None, sa
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
-    test = _load(cfg)
+    test = held_out_queries(cfg)
     episodes = episodes_from(test, seed=cfg.seed)
     tell(f"{len(episodes)} held-out queries; loading models")
     t0 = time.perf_counter()

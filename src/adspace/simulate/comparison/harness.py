@@ -17,8 +17,8 @@ and/or a fixed payment per auction. The :class:`Judge` then measures every mecha
   of the shown answer minus that of the plain answer to the same query (0 for the plain answer itself);
 * **relevance** of every shown ad by the Webis human judgments;
 * **compute**: wall and process-CPU seconds of ``run`` (CPU time is the fairer number on a shared
-  machine) and forward passes of the language model and of the sentence
-  embedder, counted while ``run`` executes; model loading happens in :meth:`Mechanism.prepare` and in
+  machine), forward passes of the language model and texts encoded by the sentence embedder, counted
+  while ``run`` executes; model loading happens in :meth:`Mechanism.prepare` and in
   :meth:`Judge.prepare`, before any clock starts;
 * **incentives**: the chosen advertiser bids 80% of its value (others truthful, same seed); the
   *shading gain* is its utility with the shaded bid minus its utility bidding truthfully. A mechanism
@@ -134,16 +134,22 @@ class Mechanism(Protocol):
 
 
 class ForwardCounter:
-    """Counts forward passes of transformers models while active (``with counter: ...``).
+    """Counts, while active (``with counter: ...``), forward passes of the language model and texts
+    encoded by the sentence embedder.
 
-    One pass = one call of a base transformer (a ``PreTrainedModel`` that is its own ``base_model``:
-    the decoder stack of the LLM, the encoder of the sentence embedder), whatever the batch size, so
-    a batched decoding step is one pass. Counted by a global module pre-hook, removed on exit.
+    One LLM pass = one call of a base transformer (a ``PreTrainedModel`` that is its own ``base_model``,
+    the decoder stack), whatever the batch size, so a batched decoding step is one pass; counted by a
+    global module pre-hook, removed on exit. The embedder (:func:`adspace.models.embedder.get_embedder`)
+    encodes through sentence-transformers and caches by text, so its cost is counted as the texts it
+    actually encoded (cache misses).
     """
 
     def __init__(self) -> None:
         self.calls: dict[str, int] = {}
+        self.embedded = 0
         self._handle = None
+        self._emb = None
+        self._m0 = 0
 
     def _hook(self, module, _args) -> None:
         if isinstance(module, self._base) and module.base_model is module:
@@ -154,8 +160,13 @@ class ForwardCounter:
         import torch
         from transformers import PreTrainedModel
 
+        from adspace.models.embedder import get_embedder
+
         self._base = PreTrainedModel  # resolved once: the hook runs on every module call
         self.calls = {}
+        self.embedded = 0
+        self._emb = get_embedder()
+        self._m0 = self._emb.misses
         self._handle = torch.nn.modules.module.register_module_forward_pre_hook(self._hook)
         return self
 
@@ -163,11 +174,13 @@ class ForwardCounter:
         if self._handle is not None:
             self._handle.remove()
             self._handle = None
+        if self._emb is not None:
+            self.embedded += self._emb.misses - self._m0
+            self._emb = None
 
     def split(self) -> tuple[int, int]:
-        """``(llm passes, embedder passes)``: BERT-family encoders are the embedder, the rest the LLM."""
-        emb = sum(v for k, v in self.calls.items() if k.startswith(("Bert", "MPNet")))
-        return sum(self.calls.values()) - emb, emb
+        """``(LLM forward passes, texts encoded by the embedder)``."""
+        return sum(self.calls.values()), self.embedded
 
 
 class Judge:
@@ -247,7 +260,7 @@ def evaluate(
     """Per mechanism, one row per episode (same episodes, bids and seeds for every mechanism).
 
     Each row holds the judge's measurements of the truthful run, its compute (``seconds``,
-    ``llm_passes``, ``embedder_passes``, measured around ``run`` only), and ``shading_gain``: the
+    ``llm_passes``, ``embedder_texts``, measured around ``run`` only), and ``shading_gain``: the
     shading advertiser's utility bidding ``shading × value`` minus bidding its value.
     """
     for m in mechanisms:
@@ -276,7 +289,7 @@ def evaluate(
                 seconds=secs,
                 cpu_seconds=cpu,
                 llm_passes=llm,
-                embedder_passes=emb,
+                embedder_texts=emb,
                 shading_gain=shaded["utility"][ep.shader] - row["utility"][ep.shader],
                 shader_shown=float(ep.query.candidates[ep.shader].ad_id in row["shown_ads"]),
                 info=shown.info,
@@ -298,7 +311,7 @@ METRICS: dict[str, tuple[str, str]] = {
     "seconds": ("seconds / query", "mean"),
     "cpu_seconds": ("CPU seconds / query", "mean"),
     "llm_passes": ("LLM forward passes / query", "mean"),
-    "embedder_passes": ("embedder passes / query", "mean"),
+    "embedder_texts": ("texts embedded / query", "mean"),
     "shading_gain": ("gain from 20% shading / query", "mean"),
 }
 
