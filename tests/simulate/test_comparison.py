@@ -291,3 +291,28 @@ def test_bad_inputs_name_the_field():
         CurrencyMosaic(WordLLM(), None, tau=0.0)
     with pytest.raises(ValueError, match="mechanisms: names must be distinct"):
         evaluate([LazyMechanism(), LazyMechanism()], [], setup()[4])
+
+
+def test_report_writes_csv_markdown_and_figure(tmp_path):
+    import csv
+
+    from adspace.simulate.comparison.report import markdown_table, table_rows, write_csv, write_figure
+
+    _, _, _, mechs, judge = setup()
+    rows = evaluate(mechs, episodes_from(queries(3), seed=0), judge)
+    summary = summarize(rows, n_resamples=100)
+    result = {
+        "currency": "currency units per query",
+        "mechanisms": {
+            m.name: {"incentive": m.incentive, "payment_rule": m.payment_rule, **summary[m.name]} for m in mechs
+        },
+    }
+    write_csv(result, tmp_path / "c.csv")
+    got = list(csv.DictReader((tmp_path / "c.csv").open()))
+    vcg_value = next(r for r in got if r["mechanism"] == "embedding-vcg" and r["metric"] == "value")
+    assert float(vcg_value["estimate"]) == pytest.approx(summary["embedding-vcg"]["value"]["estimate"])
+    md = markdown_table(result).splitlines()
+    assert len(md) == 2 + len(mechs) and md[2].startswith("| embedding-vcg | ")
+    assert len(table_rows(result)) == len(mechs)
+    write_figure(result, tmp_path / "c.png")
+    assert (tmp_path / "c.png").stat().st_size > 5_000

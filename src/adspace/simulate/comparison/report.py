@@ -7,7 +7,7 @@ from pathlib import Path
 
 from adspace.simulate.comparison.harness import METRICS
 
-__all__ = ["COLUMNS", "fmt", "table_rows", "write_csv", "write_figure"]
+__all__ = ["COLUMNS", "fmt", "markdown_table", "table_rows", "write_csv", "write_figure"]
 
 #: table columns: (metric key, header)
 COLUMNS = [(k, label) for k, (label, _how) in METRICS.items()]
@@ -79,3 +79,14 @@ def write_figure(result: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def markdown_table(result: dict, keys: list[str] | None = None) -> str:
+    """The table as Markdown (the one in docs/compare.md is this function's output on a measured run)."""
+    cols = [(k, lab) for k, lab in COLUMNS if keys is None or k in keys]
+    head = "| mechanism | " + " | ".join(lab for _, lab in cols) + " | incentive property |"
+    sep = "|" + "---|" * (len(cols) + 2)
+    lines = [head, sep]
+    for name, m in result["mechanisms"].items():
+        lines.append(f"| {name} | " + " | ".join(fmt(m.get(k)) for k, _ in cols) + f" | {m['incentive']} |")
+    return "\n".join(lines)
