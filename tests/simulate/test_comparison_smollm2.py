@@ -39,4 +39,6 @@ def test_compare_command_writes_table_json_csv_and_figure(tmp_path):
     rows = list(csv.DictReader((tmp_path / "compare.csv").open()))
     assert {r["mechanism"] for r in rows} == set(names)
     assert (tmp_path / "compare.png").stat().st_size > 10_000
-    assert "pre-trained (no IRPO checkpoint)" in res.output and "currency" in res.output
+    flat = " ".join(res.output.split())
+    assert "(pre-trained, no IRPO checkpoint)" in flat and "currency units per query" in flat
+    assert "gain from 20% shading / query" in flat and "incentive property" in flat

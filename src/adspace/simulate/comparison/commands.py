@@ -54,7 +54,7 @@ def compare_command(
 
     from adspace.simulate.comparison.checkpoint import resolve
     from adspace.simulate.comparison.experiment import CompareConfig, run_comparison
-    from adspace.simulate.comparison.report import COLUMNS, table_rows
+    from adspace.simulate.comparison.report import COLUMNS, fmt
 
     def fail(msg: str) -> typer.Exit:
         typer.echo(f"error: {msg}", err=True)
@@ -93,7 +93,7 @@ def compare_command(
         held_out_queries(cfg)  # the data set is there and readable before any model loads
     except ValueError as exc:
         raise fail(str(exc).replace("data:", "--data:", 1)) from None
-    console = Console()
+    console = Console() if Console().is_terminal else Console(width=170)  # a pipe or file: no 80-column wrap
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task("compare", total=cfg.n_queries)
@@ -104,12 +104,13 @@ def compare_command(
             say=lambda s: bar.update(task, description=s),
         )
     table = Table(title=f"{cfg.n_queries} held-out Webis queries; money in {res['currency']}")
-    table.add_column("mechanism")
-    for _, label in COLUMNS:
-        table.add_column(label, justify="right")
-    table.add_column("incentive property")
-    for row in table_rows(res):
-        table.add_row(*row)
+    table.add_column("metric (mean [95% CI])")
+    names = list(res["mechanisms"])
+    for name in names:
+        table.add_column(name, justify="right")
+    for key, label in COLUMNS:
+        table.add_row(label, *(fmt(res["mechanisms"][n].get(key)) for n in names))
+    table.add_row("incentive property", *(res["mechanisms"][n]["incentive"] for n in names))
     console.print(table)
     la = ", ".join(f"{x:.2f}" for x in res["load_average"])
     console.print(

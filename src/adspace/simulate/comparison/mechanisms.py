@@ -171,7 +171,12 @@ class CurrencyMosaic:
             None,
             price,
             np.asarray(out.payments, dtype=np.float64),
-            {"probs": out.probs.tolist(), "candidates_with_ads": int((ctr.sum(axis=0) > 0).sum())},
+            {
+                "probs": out.probs.tolist(),
+                "candidates_with_ads": int((ctr.sum(axis=0) > 0).sum()),
+                "max_reward": float(rewards.max()),
+                "log_weight_range": float(np.ptp(log_ref - log_gen)),
+            },
         )
 
 
