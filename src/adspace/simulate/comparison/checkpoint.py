@@ -60,7 +60,10 @@ def resolve(path: str | Path, *, option: str = "--llm-auction-checkpoint") -> Ch
         return Checkpoint(root, fulls[-1], ())
     adapters = tuple(e / "adapter" for e in epochs if (e / "adapter" / "adapter_config.json").is_file())
     if not adapters:
-        raise ValueError(f"{option}: the epoch folders under {root} hold no adapter/ or model/")
+        raise ValueError(
+            f"{option}: the epoch folders under {root} hold no adapter/ or model/ "
+            "(IRPO saves one only for an epoch that formed preference pairs; see each epoch's metrics.json)"
+        )
     return Checkpoint(root, None, adapters)
 
 

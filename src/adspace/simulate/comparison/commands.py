@@ -19,7 +19,7 @@ def compare_command(
         Path("results/compare"), "--out", help="Folder for compare.json, compare.csv, compare.png."
     ),
     data: Path | None = typer.Option(
-        None, "--data", help="The Webis ads data set folder (default ../shared/data/webis-ads when present)."
+        None, "--data", help="The Webis ads data set folder (found beside the repository when present)."
     ),
     n_queries: int = typer.Option(30, "--queries", help="Held-out queries (each mechanism runs on all of them)."),
     n_train: int = typer.Option(
