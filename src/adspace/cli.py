@@ -31,6 +31,7 @@ from adspace import commands_reach as _reach_commands  # noqa: E402,F401
 from adspace.exchange import commands as _exchange_commands  # noqa: E402,F401
 from adspace.simulate import mosaic_cli as _mosaic_commands  # noqa: E402,F401
 from adspace.simulate import replay_cli as _replay_commands  # noqa: E402,F401
+from adspace.simulate.comparison import commands as _compare_commands  # noqa: E402,F401
 from adspace.simulate.llm_auction import commands as _llm_auction_commands  # noqa: E402,F401
 
 if __name__ == "__main__":  # pragma: no cover

@@ -164,3 +164,118 @@ def test_cli_replay(tmp_path, ray_local):
         app, ["replay", "--log", str(tmp_path / "q.parquet"), "--market", str(tmp_path / "m.parquet"), "-c", "zz:1"]
     )
     assert bad.exit_code == 1 and "campaign" in bad.output
+
+
+# --------------------------------------------------------------------------------------------------
+# Usability: worker cap, clean errors, Ray's warnings outside the bar, zero-win campaigns
+# --------------------------------------------------------------------------------------------------
+
+
+def test_workers_are_capped_by_rays_cpus_with_a_message(ray_local):
+    snap, x = workload(q=120)
+    said: list[str] = []
+    got = replay(snap, x, workers=4, chunk=30, notify=said.append)  # Ray has 2 CPUs: 4 actors would hang
+    assert got.workers == 2 and got.requested_workers == 4
+    assert any("--workers 4: Ray has 2 CPUs available; using 2 workers" in s for s in said)
+    out, *_ = expected_totals(snap, x, 0.0)
+    np.testing.assert_array_equal(got.payment, out.payment)
+
+
+def test_address_auto_without_a_cluster_is_one_clean_line(monkeypatch, tmp_path):
+    ray = pytest.importorskip("ray")
+
+    def no_cluster(address=None, **kw):  # what ray.init(address="auto") raises when no cluster runs
+        raise ConnectionError(
+            "Could not find any running Ray instance. Please specify the one to connect to by setting "
+            "`--address` flag or `RAY_ADDRESS` environment variable.\n(more detail on further lines)"
+        )
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", no_cluster)
+    snap, x = workload(q=20)
+    write_queries(tmp_path / "q.parquet", x)
+    write_snapshot(tmp_path / "m.parquet", snap)
+    args = ["replay", "--log", str(tmp_path / "q.parquet"), "--market", str(tmp_path / "m.parquet")]
+    res = CliRunner().invoke(app, [*args, "--address", "auto"])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert lines == [
+        "error: --address auto: Could not find any running Ray instance. Please specify the one to connect to "
+        "by setting `--address` flag or `RAY_ADDRESS` environment variable."
+    ]
+
+
+def test_missing_or_unreadable_files_name_the_option_and_path(tmp_path):
+    snap, x = workload(q=20)
+    write_queries(tmp_path / "q.parquet", x)
+    write_snapshot(tmp_path / "m.parquet", snap)
+    (tmp_path / "bad.parquet").write_text("not parquet")
+    q, m = str(tmp_path / "q.parquet"), str(tmp_path / "m.parquet")
+    cases = [
+        (
+            ["--log", str(tmp_path / "nope.parquet"), "--market", m],
+            f"error: --log: no such file: {tmp_path}/nope.parquet",
+        ),
+        (["--log", q, "--market", str(tmp_path / "gone.json")], f"error: --market: no such file: {tmp_path}/gone.json"),
+        (["--log", str(tmp_path / "bad.parquet"), "--market", m], "error: --log: "),
+    ]
+    for args, want in cases:
+        res = CliRunner().invoke(app, ["replay", *args, "--workers", "0"])
+        assert res.exit_code == 1 and res.output.startswith(want), res.output
+        assert "Traceback" not in res.output
+    with pytest.raises(FileNotFoundError, match="nope.parquet: no such file"):
+        read_queries(tmp_path / "nope.parquet")
+
+
+def test_rays_startup_warnings_print_before_the_bar(monkeypatch, tmp_path, capsys):
+    import logging
+
+    ray = pytest.importorskip("ray")
+    from adspace.simulate import replay as replay_mod
+
+    started = []
+
+    def fake_init(**kw):  # Ray logs a warning while it starts (as its token-authentication notice does)
+        logging.getLogger("ray._private.authentication").warning("Token authentication is enabled")
+        started.append(kw)
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: bool(started))
+    monkeypatch.setattr(ray, "init", fake_init)
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 1.0})
+    said: list[str] = []
+    assert replay_mod.connect(3, notify=said.append) == 1
+    assert said == [
+        "ray warning: Token authentication is enabled",
+        "--workers 3: Ray has 1 CPU available; using 1 workers",
+    ]
+    assert "Token" not in capsys.readouterr().err  # captured, not printed by Ray's own handler
+    # In the CLI those lines come before the progress bar (the replay itself runs in-process here).
+    started.clear()
+    in_process = replay_mod.replay
+    monkeypatch.setattr(replay_mod, "replay", lambda *a, **kw: in_process(*a, **{**kw, "workers": 0}))
+    snap, x = workload(q=30)
+    write_queries(tmp_path / "q.parquet", x)
+    write_snapshot(tmp_path / "m.parquet", snap)
+    res = CliRunner().invoke(
+        app, ["replay", "--log", str(tmp_path / "q.parquet"), "--market", str(tmp_path / "m.parquet"), "--workers", "3"]
+    )
+    assert res.exit_code == 0, res.output
+    out = res.output
+    assert out.index("ray warning: Token authentication") < out.index("--workers 3") < out.index("chunks")
+
+
+def test_zero_win_campaigns_are_counted_and_named(tmp_path):
+    snap, x = workload(q=200)
+    write_queries(tmp_path / "q.parquet", x)
+    write_snapshot(tmp_path / "m.parquet", snap)
+    xs = x.astype(np.float32).astype(np.float64)
+    _, wins, _, _ = expected_totals(snap, xs, 0.0)
+    zero = [snap.names[i] for i in np.flatnonzero(wins == 0)]
+    assert zero  # the workload leaves some campaigns without a win
+    args = ["replay", "--log", str(tmp_path / "q.parquet"), "--market", str(tmp_path / "m.parquet"), "--workers", "0"]
+    doc = json.loads(CliRunner().invoke(app, [*args, "--json"]).output)
+    assert doc["zero_win_campaigns"] == zero and doc["campaigns_without_wins"] == len(zero)
+    assert doc["campaigns_with_wins"] + len(zero) == doc["campaigns_total"] == N
+    res = CliRunner().invoke(app, args)
+    flat = " ".join(res.output.split())
+    assert f"{N - len(zero)} of {N} campaigns won at least once; {len(zero)} won nothing: {zero[0]}" in flat

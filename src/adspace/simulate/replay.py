@@ -36,9 +36,11 @@ from adspace.mechanisms.vcg import Market, reported_value, score
 
 __all__ = [
     "Counterfactual",
+    "RayUnavailable",
     "ReplayResult",
     "Snapshot",
     "clear_chunk",
+    "connect",
     "read_queries",
     "read_snapshot",
     "replay",
@@ -103,11 +105,23 @@ def _matrix(table, column: str, source: str) -> NDArray[np.float64]:
     return out
 
 
-def read_queries(path: str | Path) -> tuple[NDArray[np.float64], list[Any] | None]:
-    """``(Q, d)`` query embeddings (and ids, when the log has an ``id`` column) from a Parquet log."""
+def _read_parquet(path: str | Path):
+    """A Parquet table, or ``FileNotFoundError`` / ``ValueError`` naming the file (never a bare Arrow error)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pq.read_table(path)
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        return pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise ValueError(f"{path}: not a readable Parquet file ({exc})") from None
+
+
+def read_queries(path: str | Path) -> tuple[NDArray[np.float64], list[Any] | None]:
+    """``(Q, d)`` query embeddings (and ids, when the log has an ``id`` column) from a Parquet log."""
+    table = _read_parquet(path)
     x = _matrix(table, "embedding", str(path))
     ids = table.column("id").to_pylist() if "id" in table.column_names else None
     return x, ids
@@ -153,8 +167,13 @@ def write_snapshot(path: str | Path, snap: Snapshot) -> None:
 def read_snapshot(path: str | Path) -> Snapshot:
     """A market snapshot from Parquet, or from a JSON market file."""
     path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
     if path.suffix.lower() == ".json":
-        obj = json.loads(path.read_text())
+        try:
+            obj = json.loads(path.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{path}: not a JSON market file ({exc})") from None
         ads = obj.get("advertisers") if isinstance(obj, dict) else obj
         if isinstance(ads, list) and ads and all(isinstance(a, dict) and "embedding" in a for a in ads):
             try:
@@ -169,9 +188,7 @@ def read_snapshot(path: str | Path) -> Snapshot:
 
         m = load_market(path)
         return Snapshot(tuple(m.names), m.centers, m.sigmas, m.bids)
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(path)
+    table = _read_parquet(path)
     centers = _matrix(table, "embedding", str(path))
     for col in ("sigma", "bid"):
         if col not in table.column_names:
@@ -263,6 +280,7 @@ class ReplayResult:
     seconds: float = 0.0  # clearing, once the market is prepared on every worker
     setup_seconds: float = 0.0  # starting Ray (if needed), shipping the market, preparing it
     workers: int = 0
+    requested_workers: int = 0
 
     @property
     def queries(self) -> int:
@@ -282,8 +300,13 @@ class ReplayResult:
         ]
         return sorted(rows, key=lambda r: (-r["spend"], r["campaign"]))
 
+    def zero_win_campaigns(self) -> list[str]:
+        """Names of the campaigns that won no query (they have no row in :meth:`campaigns`)."""
+        return [self.names[i] for i in np.flatnonzero(self.wins == 0)]
+
     def to_json(self) -> dict[str, Any]:
         filled = int((self.winner >= 0).sum())
+        zero = self.zero_win_campaigns()
         return {
             "queries": self.queries,
             "filled": filled,
@@ -293,6 +316,11 @@ class ReplayResult:
             "setup_seconds": self.setup_seconds,
             "queries_per_second": self.queries / self.seconds if self.seconds > 0 else None,
             "workers": self.workers,
+            "requested_workers": self.requested_workers,
+            "campaigns_total": len(self.names),
+            "campaigns_with_wins": len(self.names) - len(zero),
+            "campaigns_without_wins": len(zero),
+            "zero_win_campaigns": zero,
             "campaigns": self.campaigns(),
             "counterfactuals": self.counterfactuals,
         }
@@ -337,6 +365,81 @@ def _aggregate(n: int, names, parts: list[dict[str, Any]], cfs: Sequence[Counter
     return ReplayResult(names, winner, runner, payment, value, wins, spend, won_value, cf_out)
 
 
+class RayUnavailable(RuntimeError):
+    """Ray could not be started or joined (no cluster at ``--address``, Ray client missing, ...)."""
+
+
+def _ray_log_capture():
+    """Context manager: Ray's log records (e.g. its token-authentication warning) collected as lines
+    instead of printed, so a caller can show them before a progress bar starts, never inside it."""
+    import contextlib
+    import logging
+
+    @contextlib.contextmanager
+    def capture():
+        lines: list[str] = []
+
+        class _Collect(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                lines.append(f"ray {record.levelname.lower()}: {record.getMessage()}")
+
+        logger = logging.getLogger("ray")
+        saved, saved_prop = list(logger.handlers), logger.propagate
+        handler = _Collect(level=logging.WARNING)
+        logger.handlers = [handler]
+        logger.propagate = False
+        try:
+            yield lines
+        finally:
+            logger.handlers = saved
+            logger.propagate = saved_prop
+
+    return capture()
+
+
+def connect(
+    workers: int,
+    *,
+    address: str | None = None,
+    ray_init: dict[str, Any] | None = None,
+    notify: Callable[[str], None] | None = None,
+) -> int:
+    """Start (or join) Ray and return how many workers can actually run: ``min(workers, Ray's CPUs)``.
+
+    Each replay actor reserves one CPU; asking for more actors than Ray has CPUs would leave the extra
+    ones pending forever (a silent hang at 0 chunks). The cap is announced through ``notify``, as are
+    Ray's own warnings during start-up. Raises :class:`RayUnavailable` with a one-line reason when
+    Ray cannot be started or the cluster at ``address`` cannot be reached, and ``ValueError`` when Ray
+    has no CPU to give.
+    """
+    import ray
+
+    say = notify or (lambda _s: None)
+    if workers < 1:
+        raise ValueError(f"workers: must be >= 1 to use Ray, got {workers}")
+    if not ray.is_initialized():
+        kw = {"include_dashboard": False, "log_to_driver": False, "logging_level": "WARNING"}
+        kw.update(ray_init or {})
+        with _ray_log_capture() as lines:
+            try:
+                ray.init(address=address, **kw)
+            except (ConnectionError, ValueError, RuntimeError, TimeoutError) as exc:
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                where = f"--address {address}" if address else "local Ray"
+                raise RayUnavailable(f"{where}: {first}") from None
+        for line in lines:
+            say(line)
+    # The cluster's CPUs, not the momentarily free ones: actors beyond the total can never start (the
+    # hang), while CPUs held by a finishing replay's actors are freed within moments.
+    cpus = int(ray.cluster_resources().get("CPU", 0))
+    if cpus < 1:
+        raise ValueError("workers: Ray has no CPU for a replay worker (each worker needs one CPU)")
+    if workers > cpus:
+        say(f"--workers {workers}: Ray has {cpus} CPU{'s' if cpus != 1 else ''} available; using {cpus} workers")
+        return cpus
+    return workers
+
+
 def _actor_class():
     import ray
 
@@ -365,11 +468,13 @@ def replay(
     address: str | None = None,
     ray_init: dict[str, Any] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    notify: Callable[[str], None] | None = None,
 ) -> ReplayResult:
     """Clear ``queries`` against ``snapshot`` on ``workers`` Ray actors (``workers=0``: in this process).
 
     Ray is started locally (``ray.init()``) unless it is running already or ``address`` names a
-    cluster (``"auto"`` or ``"ray://host:10001"``). ``progress(done, total)`` is called as chunks
+    cluster (``"auto"`` or ``"ray://host:10001"``); ``workers`` is capped by the CPUs Ray has
+    (:func:`connect`, which says so through ``notify``). ``progress(done, total)`` is called as chunks
     finish. Results are in log order whatever the order chunks finish in.
     """
     x = np.ascontiguousarray(np.asarray(queries, dtype=np.float64))
@@ -391,6 +496,7 @@ def replay(
     bounds = [(lo, min(x.shape[0], lo + chunk)) for lo in range(0, x.shape[0], chunk)]
     total = len(bounds)
     t_setup = time.perf_counter()
+    requested = workers
     parts: dict[int, dict[str, Any]] = {}
     if workers == 0:
         market = Market(snapshot.centers, snapshot.sigmas, snapshot.bids)
@@ -402,10 +508,7 @@ def replay(
     else:
         import ray
 
-        if not ray.is_initialized():
-            kw = {"include_dashboard": False, "log_to_driver": False, "logging_level": "WARNING"}
-            kw.update(ray_init or {})
-            ray.init(address=address, **kw)
+        workers = connect(workers, address=address, ray_init=ray_init, notify=notify)
         refs = [ray.put(snapshot.centers), ray.put(snapshot.sigmas), ray.put(snapshot.bids)]
         worker_cls = _actor_class()
         actors = [worker_cls.remote(*refs) for _ in range(workers)]
@@ -432,4 +535,5 @@ def replay(
     result.seconds = time.perf_counter() - t0
     result.setup_seconds = t0 - t_setup
     result.workers = workers
+    result.requested_workers = requested
     return result

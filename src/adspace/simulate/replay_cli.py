@@ -39,7 +39,9 @@ def replay_command(
     market: Path = typer.Option(
         ..., "--market", help="Market snapshot: Parquet (name, embedding, sigma, bid) or JSON."
     ),
-    workers: int = typer.Option(2, "--workers", help="Ray actors clearing in parallel (0: no Ray, this process)."),
+    workers: int = typer.Option(
+        2, "--workers", help="Ray actors clearing in parallel, capped by Ray's CPUs (0: no Ray, this process)."
+    ),
     address: str | None = typer.Option(
         None, "--address", help="Ray cluster to join ('auto', 'ray://host:10001'); default: start Ray locally."
     ),
@@ -51,23 +53,48 @@ def replay_command(
         "-c",
         help="CAMPAIGN:BID[,BID...]: what would the campaign (name or index) win and pay at these bids.",
     ),
-    top: int = typer.Option(20, "--top", help="Campaigns shown in the table (by spend)."),
+    top: int = typer.Option(
+        20, "--top", help="Campaigns shown in the table (by spend); those with no win are counted below it."
+    ),
     out: Path | None = typer.Option(None, "--out", help="Write the full result as JSON here."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON instead of tables."),
 ) -> None:
     """Replay a query log against a market snapshot: per-campaign outcomes and counterfactual bids."""
-    from adspace.simulate.replay import read_queries, read_snapshot, replay
+    from adspace.simulate.replay import RayUnavailable, connect, read_queries, read_snapshot, replay
 
     err = Console(stderr=True)
+
+    def fail(message: str) -> typer.Exit:
+        typer.echo(f"error: {message}", err=True)
+        return typer.Exit(code=1)
+
+    for option, path in (("--market", market), ("--log", log)):
+        if not path.is_file():
+            raise fail(f"{option}: no such file: {path}")
     try:
-        snap = read_snapshot(market)
-        x, _ids = read_queries(log)
+        try:
+            snap = read_snapshot(market)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"--market: {exc}") from None
+        try:
+            x, _ids = read_queries(log)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"--log: {exc}") from None
         cfs = [_parse_counterfactual(c, snap) for c in counterfactual]
         if reserve < 0 or reserve != reserve:
             raise ValueError(f"--reserve: must be >= 0, got {reserve}")
+        if workers < 0:
+            raise ValueError(f"--workers: must be >= 0, got {workers}")
+        if chunk < 1:
+            raise ValueError(f"--chunk: must be >= 1, got {chunk}")
+        # Ray starts before the progress bar: its start-up warnings and the worker cap print as plain
+        # lines above the bar, never inside it.
+        if workers > 0:
+            workers = connect(workers, address=address, notify=lambda line: err.print(line, markup=False))
+    except RayUnavailable as exc:
+        raise fail(str(exc)) from None
     except (OSError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=1) from None
+        raise fail(str(exc)) from None
 
     columns = (
         TextColumn("[bold]replay[/]"),
@@ -90,9 +117,8 @@ def replay_command(
                 address=address,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
-        except ValueError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(code=1) from None
+        except (ValueError, RayUnavailable) as exc:
+            raise fail(str(exc)) from None
 
     doc = result.to_json()
     if out is not None:
@@ -112,7 +138,13 @@ def replay_command(
         table.add_column(col, justify="right" if col in ("wins", "spend", "value", "campaign") else "left")
     for row in doc["campaigns"][:top]:
         table.add_row(str(row["campaign"]), row["name"], str(row["wins"]), f"{row['spend']:.4f}", f"{row['value']:.4f}")
+    zero = doc["zero_win_campaigns"]
     console.print(table)
+    console.print(
+        f"{doc['campaigns_with_wins']} of {doc['campaigns_total']} campaigns won at least once"
+        + (f"; {len(zero)} won nothing: {', '.join(zero[:10])}{' …' if len(zero) > 10 else ''}" if zero else ""),
+        markup=False,
+    )
     for cf in doc["counterfactuals"]:
         t = Table(title=f"Counterfactual: {cf['name']} (campaign {cf['campaign']})")
         for col in ("bid", "wins", "spend", "value"):

@@ -1,0 +1,92 @@
+"""Loading the IRPO-trained LLM-Auction model: every epoch's LoRA adapter merged in order (tiny model)."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from adspace.cli import app
+from adspace.simulate.comparison.checkpoint import apply_checkpoint, resolve
+
+
+def tiny():
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2)
+    return LlamaForCausalLM(cfg).eval()
+
+
+def adapter(model, seed: int):
+    """A LoRA adapter on q_proj/v_proj with non-zero B (a trained one; fresh adapters are the identity)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    pm = get_peft_model(
+        model, LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    )
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in pm.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    return pm
+
+
+def test_adapters_are_merged_in_epoch_order(tmp_path):
+    import torch
+
+    run = tmp_path / "out" / "irpo_pctr"
+    # what IRPO does: train an adapter, save it, merge it, train the next one on the merged model
+    m = tiny()
+    for epoch, seed in ((1, 11), (2, 12)):
+        pm = adapter(m, seed)
+        pm.save_pretrained(run / f"epoch_{epoch}" / "adapter")
+        m = pm.merge_and_unload()
+    (run / "epoch_3").mkdir()  # an epoch without pairs saves no adapter
+    want = m.state_dict()
+    ckpt = resolve(tmp_path / "out")  # the experiment folder: its irpo_pctr run is found
+    assert ckpt.root == run and [p.parent.name for p in ckpt.adapters] == ["epoch_1", "epoch_2"]
+    got = apply_checkpoint(tiny(), ckpt).state_dict()
+    assert set(got) == set(want)
+    for k in want:
+        torch.testing.assert_close(got[k], want[k])
+    base = tiny().state_dict()
+    assert any(not torch.equal(base[k], want[k]) for k in want)  # the checkpoint changed the weights
+
+
+def test_a_full_model_checkpoint_is_loaded(tmp_path):
+    import torch
+
+    m = tiny()
+    with torch.no_grad():
+        m.lm_head.weight.add_(1.0)
+    m.save_pretrained(tmp_path / "epoch_1" / "model")
+    ckpt = resolve(tmp_path)
+    assert ckpt.full_model == tmp_path / "epoch_1" / "model"
+    torch.testing.assert_close(apply_checkpoint(tiny(), ckpt).lm_head.weight, m.lm_head.weight)
+
+
+def test_bad_checkpoint_folders_name_the_option(tmp_path):
+    with pytest.raises(ValueError, match="--llm-auction-checkpoint: no such folder"):
+        resolve(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="--llm-auction-checkpoint: .* holds no epoch_"):
+        resolve(tmp_path / "empty")
+    (tmp_path / "e" / "epoch_1").mkdir(parents=True)
+    with pytest.raises(ValueError, match="hold no adapter/ or model/"):
+        resolve(tmp_path / "e")
+    res = CliRunner().invoke(app, ["experiment", "compare", "--llm-auction-checkpoint", str(tmp_path / "nope")])
+    assert res.exit_code == 1 and "error: --llm-auction-checkpoint: no such folder" in res.output
+    res = CliRunner().invoke(app, ["experiment", "compare", "--mechanisms", "vcg"])
+    assert res.exit_code == 1 and "error: --mechanisms: choose from embedding-vcg" in res.output
+    res = CliRunner().invoke(app, ["experiment", "compare", "--queries", "0"])
+    assert res.exit_code == 1 and "error: --queries: must be a positive integer" in res.output
+
+
+def test_compare_needs_the_webis_judgments(tmp_path):
+    res = CliRunner().invoke(app, ["experiment", "compare", "--data", str(tmp_path)])
+    assert res.exit_code == 1 and "error: --data: the Webis ads data set" in res.output
+    res = CliRunner().invoke(app, ["experiment", "compare", "--data", str(tmp_path / "nope")])
+    assert res.exit_code == 1 and "error: --data: no such folder" in res.output
