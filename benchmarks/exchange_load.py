@@ -16,7 +16,9 @@ What it does:
    embedded once beforehand (the embedding cache is warm);
    ``billing``: ``POST /v1/auctions/{id}/billing``, each on a different auction won before (first
    charges, never repeats);
-   and the same request shapes against the ceiling;
+   and the same request shapes against the ceiling, both its ``async`` endpoints (no thread hop: the
+   best the stack does) and its plain-function endpoints (FastAPI's thread pool: the ceiling's shape
+   when the exchange was first measured);
 4. prints, per phase and concurrency: throughput, p50/p90/p99 latency (wrk's), non-2xx count, the ratios
    exchange/ceiling, and the server's own time shares (embedding, clearing, database) with
    ``auctions_per_kernel_call`` and ``ops_per_commit`` (read from ``GET /v1/stats``).
@@ -125,6 +127,7 @@ local bodies = {}
 local paths = {}
 local idx = 0
 local method = "%(method)s"
+local prefix = "%(prefix)s"
 local headers = {["Authorization"] = "Bearer %(key)s", ["Content-Type"] = "application/json"}
 for line in io.lines("%(file)s") do
   if method == "POST_BODY" then bodies[#bodies + 1] = line else paths[#paths + 1] = line end
@@ -140,9 +143,9 @@ end
 request = function()
   idx = idx + 1
   if method == "POST_BODY" then
-    return wrk.format("POST", "/v1/auctions", headers, bodies[(idx %% #bodies) + 1])
+    return wrk.format("POST", prefix .. "/v1/auctions", headers, bodies[(idx %% #bodies) + 1])
   end
-  return wrk.format("POST", paths[(idx %% #paths) + 1], headers, "")
+  return wrk.format("POST", prefix .. paths[(idx %% #paths) + 1], headers, "")
 end
 done = function(summary, latency, requests)
   local e = summary.errors
@@ -171,7 +174,15 @@ def cpu_seconds(pid: int) -> float:
 
 
 def wrk(
-    base: str, key: str, method: str, lines: list[str], concurrency: int, seconds: float, tmp: Path, pid: int
+    base: str,
+    key: str,
+    method: str,
+    lines: list[str],
+    concurrency: int,
+    seconds: float,
+    tmp: Path,
+    pid: int,
+    prefix: str = "",
 ) -> dict:
     """One wrk run: ``method`` POST_BODY (``lines`` are auction bodies) or POST_PATH (``lines`` are paths).
 
@@ -181,7 +192,7 @@ def wrk(
     data = tmp / f"wrk-{method}-{len(lines)}-{secrets.token_hex(3)}.txt"
     data.write_text("\n".join(lines) + "\n")
     script = tmp / f"{data.stem}.lua"
-    script.write_text(WRK_LUA % {"method": method, "key": key, "file": str(data)})
+    script.write_text(WRK_LUA % {"method": method, "key": key, "file": str(data), "prefix": prefix})
     threads = min(2, concurrency)
     cmd = [
         "wrk",
@@ -416,6 +427,10 @@ def main() -> None:
                     row["ratio_cpu_per_request"] = round(
                         ex["server_cpu_ms_per_request"] / max(1e-9, c["server_cpu_ms_per_request"]), 3
                     )
+                    cs = wrk(cbase, pub_key, method, lines, conc, args.seconds, tmp, ceiling.pid, prefix="/sync")
+                    row["ceiling_sync_endpoint"] = cs
+                    row["ratio_throughput_vs_sync_ceiling"] = round(ex["per_second"] / cs["per_second"], 3)
+                    row["ratio_p99_vs_sync_ceiling"] = round(ex["p99_ms"] / cs["p99_ms"], 3)
                     row["ratio_throughput"] = round(ex["per_second"] / c["per_second"], 3)
                     row["ratio_p99"] = round(ex["p99_ms"] / c["p99_ms"], 3)
                 phases.append(row)

@@ -5,7 +5,9 @@ hop: the best this stack does) that validate the same bodies and answer a small 
 
 * ``POST /v1/auctions``: parses and validates an :class:`adspace.exchange.schemas.AuctionRequest` (a
   384-float embedding or a conversation) behind the same bearer-token dependency shape;
-* ``POST /v1/auctions/{auction_id}/billing``: the billing path's shape (path id, bearer token).
+* ``POST /v1/auctions/{auction_id}/billing``: the billing path's shape (path id, bearer token);
+* the same two under ``/sync/...`` as plain functions, which FastAPI runs in its thread pool (the
+  shape of the stack ceiling the exchange was first measured against: 808 requests/s there).
 
 ``benchmarks/exchange_load.py`` starts it beside the exchange and reports the exchange's throughput and
 p99 as ratios of this one, measured in the same run by the same client (wrk).
@@ -43,6 +45,24 @@ def create_app() -> FastAPI:
     async def bill(
         auction_id: Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")],
         who: Annotated[str, Depends(caller)],
+    ) -> dict:
+        return {"auction_id": auction_id, "price_micros": 0, "by": who}
+
+    # The same endpoints as plain functions (FastAPI runs them in its thread pool, one hop per request,
+    # as the exchange did before its auction and billing endpoints became coroutines).
+    def caller_sync(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
+        if creds is None or not creds.credentials:
+            raise HTTPException(401, "Authorization: missing bearer API key")
+        return creds.credentials[:12]
+
+    @app.post("/sync/v1/auctions")
+    def auction_sync(body: schemas.AuctionRequest, who: Annotated[str, Depends(caller_sync)]) -> dict:
+        return {"auction_id": "auc_ceiling", "filled": False, "price_micros": 0, "by": who}
+
+    @app.post("/sync/v1/auctions/{auction_id}/billing")
+    def bill_sync(
+        auction_id: Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")],
+        who: Annotated[str, Depends(caller_sync)],
     ) -> dict:
         return {"auction_id": auction_id, "price_micros": 0, "by": who}
 
