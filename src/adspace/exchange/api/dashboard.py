@@ -64,7 +64,7 @@ def projection(ex: ExchangeDep, who: Caller, limit: Annotated[int, Query(ge=1, l
 @router.get("/v1/dashboard/series")
 def series(ex: ExchangeDep, who: Caller, window: Literal["1h", "24h", "7d", "30d"] = "24h") -> dict[str, Any]:
     """The caller's activity per time bucket (advertiser, publisher, or the whole exchange for the admin)."""
-    return ex.dashboard.series(who, window)
+    return ex.activity.series(who, window)
 
 
 @router.get("/v1/dashboard/auctions")
@@ -76,7 +76,7 @@ def auction_log(
     status: Literal["no_fill", "held", "billed", "expired"] | None = None,
 ) -> dict[str, Any]:
     """Admin: every publisher's auctions, newest first, with publisher, campaign and advertiser names."""
-    return ex.dashboard.auction_log(who, limit=limit, offset=offset, status=status)
+    return ex.activity.auction_log(who, limit=limit, offset=offset, status=status)
 
 
 @router.get("/v1/dashboard/publisher/auctions")
@@ -87,10 +87,10 @@ def publisher_auctions(
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
 ) -> dict[str, Any]:
     """Publisher: its own auctions, newest first, with the title of the ad each one showed."""
-    return ex.dashboard.publisher_auctions(who, limit=limit, offset=offset)
+    return ex.activity.publisher_auctions(who, limit=limit, offset=offset)
 
 
 @router.get("/v1/dashboard/accounts")
 def accounts(ex: ExchangeDep, _: Admin) -> dict[str, Any]:
     """Admin: advertisers and publishers with campaigns, auctions, spend or revenue, and ledger balance."""
-    return ex.dashboard.accounts()
+    return ex.activity.accounts()

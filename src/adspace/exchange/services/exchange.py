@@ -10,7 +10,8 @@ Each service has one job and owns its transactions; they share the :class:`~adsp
 * ``billing``   -- charges exactly once, clicks, hold expiry, OpenRTB notices, the ledger
 * ``holds``     -- per-publisher caps on outstanding holds (in memory; budget griefing)
 * ``reports``   -- per-campaign outcomes
-* ``dashboard`` -- market map, slices, projection, series, the admin's logs
+* ``dashboard`` -- market map, slices, projection (what the market looks like at a query)
+* ``activity``  -- series per time bucket, the admin's auction log and accounts, a publisher's auctions
 * ``reach``     -- a center and σ fitted to example conversations, previewed against the market
 """
 
@@ -26,6 +27,7 @@ import numpy as np
 from adspace.exchange.config import Settings
 from adspace.exchange.market import LiveMarket
 from adspace.exchange.services.accounts import AccountService
+from adspace.exchange.services.activity import ActivityService
 from adspace.exchange.services.auctions import AuctionService
 from adspace.exchange.services.billing import BillingService
 from adspace.exchange.services.campaigns import CampaignService
@@ -59,6 +61,7 @@ class Exchange:
         )
         self.billing = BillingService(self.store, self.market, settings, self.accounts, self.holds)
         self.reports = ReportService(self.store)
+        self.activity = ActivityService(self.store)
         self.dashboard = DashboardService(self.store, self.market, settings, self.auctions, self.embed)
         self.reach = ReachService(self.store, settings, self.embed, self.dashboard.cache)
 
