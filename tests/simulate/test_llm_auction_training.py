@@ -89,6 +89,10 @@ def test_irpo_short_run_dpo_loss_falls_and_reward_rises(tmp_path):
     assert (tmp_path / "epoch_1" / "pctr.pt").is_file()
     assert json.loads((tmp_path / "epoch_1" / "metrics.json").read_text())["epoch"] == 1
     assert m["pctr"]["rows"] >= 0
+    # one device for the whole pipeline: the sampler's model after DPO, and the pCTR model
+    from adspace.simulate.llm_auction.training import off_device
+
+    assert off_device(backend.model, cfg.device) == [] and off_device(res["pctr"].modules, cfg.device) == []
 
 
 @pytest.mark.slow

@@ -30,6 +30,9 @@ def llm_auction(
     max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", help="Reply length cap in tokens."),
     oracle: bool = typer.Option(True, "--oracle/--no-oracle", help="Also train the Oracle variant."),
     seed: int = typer.Option(0, "--seed"),
+    device: str = typer.Option(
+        "cpu", "--device", help="Torch device for sampling, scoring, pCTR and DPO: cpu (default) or cuda[:N]."
+    ),
 ) -> None:
     """Train LLM-Auction by IRPO, then compare it on held-out queries with the pre-trained LLM, MOSAIC and
     the embedding VCG (separate ad slot): revenue, reward, ITCTR, ads per reply, format errors, bid sweep."""
@@ -52,8 +55,10 @@ def llm_auction(
     irpo_over = {
         k: v for k, v in dict(epochs=epochs, samples=samples, max_new_tokens=max_new_tokens).items() if v is not None
     }
-    if irpo_over:
-        cfg = replace(cfg, irpo=replace(cfg.irpo, **irpo_over))
+    try:
+        cfg = replace(cfg, irpo=replace(cfg.irpo, device=device, **irpo_over))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--device") from None
     console = Console()
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as prog:
         task = prog.add_task("llm-auction", total=None)

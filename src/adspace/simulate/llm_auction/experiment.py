@@ -220,7 +220,8 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, *, progress=None)
         cpu[name] = time.process_time() - c
         return v
 
-    base = timed("load model", lambda: LocalLLM())
+    dev = cfg.irpo.device
+    base = timed("load model", lambda: LocalLLM(device=dev))
     results["model"] = base.name
     results["methods"]["pretrained"], _ = timed(
         "pretrained", lambda: _evaluate_policy(base, test, test_bids, user, cfg, cfg.seed + 1)
@@ -230,7 +231,7 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, *, progress=None)
     )
     sweep_pre = timed("sweep pretrained", lambda: _sweep(base, test, test_bids, user, cfg, cfg.seed + 3))
 
-    policy = LocalLLM(base.path)
+    policy = LocalLLM(base.path, device=dev)
     trained = timed(
         "train llm_auction", lambda: run_irpo(policy, train, cfg.irpo, out / "irpo_pctr", user=user, progress=say)
     )
@@ -244,7 +245,7 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, *, progress=None)
     )
     sweep_post = timed("sweep llm_auction", lambda: _sweep(policy, test, test_bids, user, cfg, cfg.seed + 3))
     if cfg.oracle:
-        oracle = LocalLLM(base.path)
+        oracle = LocalLLM(base.path, device=dev)
         ocfg = IRPOConfig(**{**asdict(cfg.irpo), "reward": "oracle"})
         ot = timed(
             "train llm_auction_oracle",

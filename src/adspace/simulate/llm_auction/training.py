@@ -43,7 +43,38 @@ from adspace.simulate.llm_auction.environment import Rollout, draw_bids, prompts
 from adspace.simulate.llm_auction.format import strip_markup
 from adspace.simulate.llm_auction.users import ClickModel, UserSimulator
 
-__all__ = ["IRPOConfig", "PCTRData", "PCTRModel", "explore_replies", "preference_pairs", "run_irpo"]
+__all__ = [
+    "IRPOConfig",
+    "PCTRData",
+    "PCTRModel",
+    "check_device",
+    "dpo_args",
+    "off_device",
+    "explore_replies",
+    "preference_pairs",
+    "run_irpo",
+]
+
+
+def check_device(device: str) -> str:
+    """``device`` if torch can place tensors there; ``ValueError`` naming ``device`` otherwise.
+
+    ``"cpu"`` always; ``"cuda"`` / ``"cuda:N"`` only when CUDA is available (a GPU run asked for on a
+    machine without one fails here, not halfway through training).
+    """
+    if not isinstance(device, str) or not device:
+        raise ValueError(f"device: must be a torch device string such as 'cpu' or 'cuda', got {device!r}")
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"device: {exc}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device: {device!r} was asked for but CUDA is not available on this machine")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device: only 'cpu' and 'cuda[:N]' are supported, got {device!r}")
+    return device
 
 
 @dataclass
@@ -78,6 +109,8 @@ class IRPOConfig:
     lora_alpha: int = 16
     lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
     bf16: bool = False
+    precompute_ref: bool = True  # reference log-probs computed once per epoch, not at every DPO step
+    device: str = "cpu"  # one device for sampling, scoring, pCTR and DPO (the backend must be on it)
     # pCTR
     pctr_hidden: tuple[int, ...] = (128, 64, 32)
     pctr_user_dim: int = 64
@@ -99,6 +132,7 @@ class IRPOConfig:
             raise ValueError(f"samples: need at least 2 replies per query to form preference pairs, got {self.samples}")
         if self.delta_th < 0:
             raise ValueError(f"delta_th: must be >= 0, got {self.delta_th!r}")
+        check_device(self.device)
 
     @classmethod
     def paper(cls, **kw: Any) -> IRPOConfig:
@@ -197,15 +231,17 @@ class PCTRModel:
             width = h
         layers.append(nn.Linear(width, 1))
         self.mlp = nn.Sequential(*layers)
-        self.modules = nn.ModuleList([self.user, self.adp, self.mlp])
+        self.modules = nn.ModuleList([self.user, self.adp, self.mlp]).to(cfg.device)
+        self.device = cfg.device
         self.opt = torch.optim.Adam(self.modules.parameters(), lr=cfg.pctr_lr)
 
     def _inputs(self, query, reply, profile, ad, counts):
         import torch
 
         e = self.embedder.embed
-        q, y, h, a = (torch.as_tensor(e(list(x)), dtype=torch.float32) for x in (query, reply, profile, ad))
-        c = torch.log1p(torch.as_tensor(np.asarray(counts, dtype=np.float32).reshape(-1, 2)))
+        dev = self.device
+        q, y, h, a = (torch.as_tensor(e(list(x)), dtype=torch.float32, device=dev) for x in (query, reply, profile, ad))
+        c = torch.log1p(torch.as_tensor(np.asarray(counts, dtype=np.float32).reshape(-1, 2), device=dev))
         return q, y, h, a, c
 
     def _logits(self, q, y, h, a, c):
@@ -220,13 +256,13 @@ class PCTRModel:
         if len(data) == 0:
             return {"rows": 0}
         x = self._inputs(data.query, data.reply, data.profile, data.ad, data.counts)
-        y = torch.as_tensor(np.asarray(data.label, dtype=np.float32))
+        y = torch.as_tensor(np.asarray(data.label, dtype=np.float32), device=self.device)
         loss_fn = torch.nn.BCEWithLogitsLoss()
         g = torch.Generator().manual_seed(self.cfg.seed + len(data))
         with torch.no_grad():
             before = float(loss_fn(self._logits(*x), y))
         for _ in range(steps or self.cfg.pctr_steps):
-            idx = torch.randint(0, len(y), (min(self.cfg.pctr_batch, len(y)),), generator=g)
+            idx = torch.randint(0, len(y), (min(self.cfg.pctr_batch, len(y)),), generator=g).to(self.device)
             self.opt.zero_grad()
             loss = loss_fn(self._logits(*(t[idx] for t in x)), y[idx])
             loss.backward()
@@ -248,7 +284,7 @@ class PCTRModel:
         if rows:
             cols = list(zip(*rows, strict=True))
             with torch.no_grad():
-                p = torch.sigmoid(self._logits(*self._inputs(*cols[:5]))).double().numpy()
+                p = torch.sigmoid(self._logits(*self._inputs(*cols[:5]))).double().cpu().numpy()
             for (k, i), v in zip(where, p, strict=True):
                 out[k][i] = float(v)
         return out
@@ -343,22 +379,34 @@ def _candidate_reward(backend, prompts, texts, rewards) -> float:
 # --------------------------------------------------------------------------------------------------
 
 
-def _dpo_epoch(backend, pairs: list[dict], cfg: IRPOConfig, out_dir: Path, epoch: int) -> dict:
-    """Train the backend's model with DPO on ``pairs``; reference = the model as it is now."""
+def off_device(module, device: str) -> list[str]:
+    """The devices other than ``device`` that hold a parameter or buffer of ``module`` (empty when none)."""
     import torch
-    from datasets import Dataset
-    from transformers.utils import logging as hf_logging
-    from trl import DPOConfig, DPOTrainer
 
-    hf_logging.set_verbosity_error()
-    import datasets
+    want = torch.device(device)
+    seen = set()
+    for t in list(module.parameters()) + list(module.buffers()):
+        d = t.device
+        if d.type != want.type or (want.index is not None and d.index != want.index):
+            seen.add(str(d))
+    return sorted(seen)
 
-    datasets.disable_progress_bars()
-    model = backend.model
-    tok = backend.tokenizer
-    steps_per_epoch = math.ceil(len(pairs) / (cfg.batch_size * cfg.grad_accum))
-    args = DPOConfig(
-        output_dir=str(out_dir / f"epoch_{epoch}" / "trainer"),
+
+def dpo_args(cfg: IRPOConfig, output_dir: str | Path, n_pairs: int, epoch: int = 1):
+    """TRL's ``DPOConfig`` for one IRPO epoch, on ``cfg.device`` and nowhere else.
+
+    ``use_cpu`` follows ``cfg.device``, not ``torch.cuda.is_available()``: a CPU run on a machine with a
+    GPU trains on the CPU, where the backend samples (TRL would otherwise move the model to CUDA behind
+    the sampler's back). With ``cfg.precompute_ref`` the reference log-probabilities of every pair are
+    computed once before training (with LoRA the reference is the adapter-disabled model), not again at
+    every step of every pass.
+    """
+    from trl import DPOConfig
+
+    dev = check_device(cfg.device)
+    steps_per_epoch = math.ceil(n_pairs / (cfg.batch_size * cfg.grad_accum))
+    return DPOConfig(
+        output_dir=str(output_dir),
         beta=cfg.dpo_beta,
         learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_scheduler,
@@ -369,14 +417,35 @@ def _dpo_epoch(backend, pairs: list[dict], cfg: IRPOConfig, out_dir: Path, epoch
         logging_steps=1,
         save_strategy="no",
         report_to=[],
-        use_cpu=not torch.cuda.is_available(),
+        use_cpu=dev.startswith("cpu"),
         bf16=cfg.bf16,
         seed=cfg.seed + epoch,
         disable_tqdm=True,
         max_length=None,
         dataset_num_proc=None,
+        precompute_ref_log_probs=cfg.precompute_ref,
         gradient_checkpointing=False,  # TRL turns it on by default: recomputation costs time, memory is no issue here
     )
+
+
+def _dpo_epoch(backend, pairs: list[dict], cfg: IRPOConfig, out_dir: Path, epoch: int) -> dict:
+    """Train the backend's model with DPO on ``pairs``; reference = the model as it is now."""
+    from datasets import Dataset
+    from transformers.utils import logging as hf_logging
+    from trl import DPOTrainer
+
+    hf_logging.set_verbosity_error()
+    import datasets
+
+    datasets.disable_progress_bars()
+    model = backend.model
+    tok = backend.tokenizer
+    if off_device(model, cfg.device):
+        raise ValueError(
+            f"device: the IRPO config says {cfg.device!r} but the backend's model has tensors on "
+            f"{off_device(model, cfg.device)} (build the backend with LocalLLM(device=cfg.device))"
+        )
+    args = dpo_args(cfg, out_dir / f"epoch_{epoch}" / "trainer", len(pairs), epoch)
     model.train()
     if cfg.use_lora:
         from peft import LoraConfig, get_peft_model
@@ -411,6 +480,9 @@ def _dpo_epoch(backend, pairs: list[dict], cfg: IRPOConfig, out_dir: Path, epoch
     else:
         model.save_pretrained(ckpt / "model")
     backend.model.eval()
+    moved = off_device(backend.model, cfg.device)
+    if moved:  # pragma: no cover - would be a TRL/accelerate regression; dpo_args pins the device
+        raise RuntimeError(f"DPO moved the model off {cfg.device!r} to {moved}")
     return {"dpo_losses": losses, "dpo_margins": margins, "dpo_steps": len(losses)}
 
 
