@@ -63,7 +63,10 @@ def llm_auction(
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as prog:
         task = prog.add_task("llm-auction", total=None)
         res = run_experiment(cfg, out, progress=lambda s: prog.update(task, description=s))
-    table = Table(title=f"LLM-Auction on {cfg.n_test} held-out queries ({res['model']})")
+    table = Table(
+        title=f"LLM-Auction on {cfg.n_test} held-out queries x {cfg.eval_samples} replies ({res['model']}), "
+        "mean [bootstrap 95% interval]"
+    )
     for col in (
         "method",
         "revenue/query",
@@ -75,15 +78,20 @@ def llm_auction(
         "paper reward",
     ):
         table.add_column(col)
+
+    def cell(m: dict, key: str, fmt: str) -> str:
+        lo, hi = m["ci95"][key]
+        return f"{m[key]:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]"
+
     for name, m in res["methods"].items():
         p = res["paper_table2"].get(name, {})
         table.add_row(
             name,
-            f"{m['revenue_per_query']:.2f}",
-            f"{m['reward_per_query']:.2f}",
-            f"{m['itctr']:.3f}",
-            f"{m['ads_per_reply']:.2f}",
-            f"{m['format_error_rate']:.2f}",
+            cell(m, "revenue_per_query", ".2f"),
+            cell(m, "reward_per_query", ".2f"),
+            cell(m, "itctr", ".3f"),
+            cell(m, "ads_per_reply", ".2f"),
+            cell(m, "format_error_rate", ".2f"),
             str(p.get("revenue", "")),
             str(p.get("reward", "")),
         )

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ import numpy as np
 from adspace.mechanisms import generative as gen
 from adspace.simulate.llm_auction.data import load_queries, split
 from adspace.simulate.llm_auction.environment import Rollout, draw_bids, prompts_for, score_texts, summarize
-from adspace.simulate.llm_auction.training import IRPOConfig, run_irpo
+from adspace.simulate.llm_auction.training import IRPOConfig, run_irpo, sample_replies
 from adspace.simulate.llm_auction.users import ClickModel
 
 __all__ = ["ExperimentConfig", "PAPER_TABLE2", "run_experiment"]
@@ -65,19 +65,19 @@ class ExperimentConfig:
     """Scale of the experiment; :meth:`full` is the GPU config at the paper's scale."""
 
     n_train: int = 6
-    n_test: int = 6
+    n_test: int = 50
     n_candidates: int = 3
-    eval_samples: int = 2
+    eval_samples: int = 4
     mosaic_candidates: int = 4
     mosaic_tau: float = 5.0
     vcg_sigma: float = 1.0
-    sweep_queries: int = 2
-    sweep_bids: tuple[int, ...] = (1, 34, 67, 100)
-    sweep_samples: int = 3
+    sweep_queries: int = 4
+    sweep_bids: tuple[int, ...] = (1, 25, 50, 75, 100)
+    sweep_samples: int = 8
     oracle: bool = True
     seed: int = 0
     data: str | None = None
-    irpo: IRPOConfig = field(default_factory=lambda: IRPOConfig(max_new_tokens=40, max_pairs=8))
+    irpo: IRPOConfig = field(default_factory=lambda: IRPOConfig(max_new_tokens=40, max_pairs=8, constrained=True))
 
     @classmethod
     def full(cls, **kw: Any) -> ExperimentConfig:
@@ -92,7 +92,7 @@ class ExperimentConfig:
             sweep_queries=20,
             sweep_bids=tuple(range(1, 101)),
             sweep_samples=200,
-            irpo=IRPOConfig.paper(),
+            irpo=IRPOConfig.paper(constrained=True, device="cuda"),
         )
         base.update(kw)
         return cls(**base)
@@ -102,16 +102,20 @@ def _flat(rolls: list[list[Rollout]]) -> list[Rollout]:
     return [r for row in rolls for r in row]
 
 
-def _sample_texts(backend, msgs, n, cfg: IRPOConfig, seed: int) -> list[list[str]]:
-    out = backend.sample(
-        msgs, n, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p, seed=seed
-    )
+def _sample_texts(backend, msgs, n, cfg: IRPOConfig, seed: int, queries=None) -> list[list[str]]:
+    """Replies as text; constrained (``cfg.constrained``) when the queries' candidates are given."""
+    if queries is not None and cfg.constrained:
+        out = sample_replies(backend, msgs, queries, n, cfg, seed)
+    else:
+        out = sample_replies(backend, msgs, [], n, replace(cfg, constrained=False), seed)
     return [[r.text for r in row] for row in out]
 
 
-def _evaluate_policy(backend, test, bids, user, cfg: ExperimentConfig, seed: int) -> tuple[dict, list[list[Rollout]]]:
+def _evaluate_policy(
+    backend, test, bids, user, cfg: ExperimentConfig, seed: int, *, constrained: bool = False
+) -> tuple[dict, list[list[Rollout]]]:
     msgs = prompts_for(test, bids, short=cfg.irpo.short_prompt)
-    texts = _sample_texts(backend, msgs, cfg.eval_samples, cfg.irpo, seed)
+    texts = _sample_texts(backend, msgs, cfg.eval_samples, replace(cfg.irpo, constrained=constrained), seed, test)
     rolls = score_texts(test, bids, msgs, texts, user)
     return summarize(rolls, lam=cfg.irpo.lam, ad_cost=cfg.irpo.ad_cost, error_cost=cfg.irpo.error_cost), rolls
 
@@ -176,7 +180,7 @@ def _sweep(backend, test, bids, user, cfg: ExperimentConfig, seed: int) -> dict:
         rows = np.repeat(bids[j : j + 1], len(cfg.sweep_bids), axis=0)
         rows[:, 0] = cfg.sweep_bids
         msgs = prompts_for([q] * len(cfg.sweep_bids), rows, short=cfg.irpo.short_prompt)
-        texts = _sample_texts(backend, msgs, cfg.sweep_samples, cfg.irpo, seed + j)
+        texts = _sample_texts(backend, msgs, cfg.sweep_samples, cfg.irpo, seed + j, [q] * len(cfg.sweep_bids))
         rolls = score_texts([q] * len(cfg.sweep_bids), rows, msgs, texts, user)
         itc, se, expo = [], [], []
         for row in rolls:
@@ -226,6 +230,10 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, *, progress=None)
     results["methods"]["pretrained"], _ = timed(
         "pretrained", lambda: _evaluate_policy(base, test, test_bids, user, cfg, cfg.seed + 1)
     )
+    results["methods"]["pretrained_constrained"], _ = timed(
+        "pretrained constrained",
+        lambda: _evaluate_policy(base, test, test_bids, user, cfg, cfg.seed + 1, constrained=True),
+    )
     results["methods"]["vcg_slot"] = timed(
         "vcg_slot", lambda: _evaluate_vcg(base, test, test_bids, user, cfg, cfg.seed + 2)
     )
@@ -243,6 +251,10 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, *, progress=None)
     results["methods"]["llm_auction"], _ = timed(
         "llm_auction", lambda: _evaluate_policy(policy, test, test_bids, user, cfg, cfg.seed + 1)
     )
+    results["methods"]["llm_auction_constrained"], _ = timed(
+        "llm_auction constrained",
+        lambda: _evaluate_policy(policy, test, test_bids, user, cfg, cfg.seed + 1, constrained=True),
+    )
     sweep_post = timed("sweep llm_auction", lambda: _sweep(policy, test, test_bids, user, cfg, cfg.seed + 3))
     if cfg.oracle:
         oracle = LocalLLM(base.path, device=dev)
@@ -254,6 +266,10 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, *, progress=None)
         results["training"]["llm_auction_oracle"] = ot["epochs"]
         results["methods"]["llm_auction_oracle"], _ = timed(
             "llm_auction_oracle", lambda: _evaluate_policy(oracle, test, test_bids, user, cfg, cfg.seed + 1)
+        )
+        results["methods"]["llm_auction_oracle_constrained"], _ = timed(
+            "llm_auction_oracle constrained",
+            lambda: _evaluate_policy(oracle, test, test_bids, user, cfg, cfg.seed + 1, constrained=True),
         )
     results["bid_sweep"] = {"pretrained": sweep_pre, "llm_auction": sweep_post}
     results["timings_s"] = timings

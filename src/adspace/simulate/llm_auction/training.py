@@ -53,6 +53,7 @@ __all__ = [
     "explore_replies",
     "preference_pairs",
     "run_irpo",
+    "sample_replies",
 ]
 
 
@@ -109,6 +110,7 @@ class IRPOConfig:
     lora_alpha: int = 16
     lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
     bf16: bool = False
+    constrained: bool = False  # sample (and align by DPO) the constrained ad-writer (see .constrained)
     precompute_ref: bool = True  # reference log-probs computed once per epoch, not at every DPO step
     device: str = "cpu"  # one device for sampling, scoring, pCTR and DPO (the backend must be on it)
     # pCTR
@@ -428,11 +430,27 @@ def dpo_args(cfg: IRPOConfig, output_dir: str | Path, n_pairs: int, epoch: int =
     )
 
 
-def _dpo_epoch(backend, pairs: list[dict], cfg: IRPOConfig, out_dir: Path, epoch: int) -> dict:
-    """Train the backend's model with DPO on ``pairs``; reference = the model as it is now."""
+def sample_replies(backend, msgs, queries: Sequence[AuctionQuery], n: int, cfg: IRPOConfig, seed: int):
+    """``n`` replies per prompt from the ad-writer, constrained (:mod:`.constrained`) when ``cfg.constrained``."""
+    kw = dict(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p, seed=seed)
+    if cfg.constrained:
+        from adspace.simulate.llm_auction.constrained import sample_constrained
+
+        return sample_constrained(backend, msgs, [q.candidates for q in queries], n, **kw)
+    return backend.sample(msgs, n, **kw)
+
+
+def _dpo_epoch(
+    backend, pairs: list[dict], cfg: IRPOConfig, out_dir: Path, epoch: int, candidates: dict | None = None
+) -> dict:
+    """Train the backend's model with DPO on ``pairs``; reference = the model as it is now.
+
+    ``candidates`` (prompt token ids -> candidate ads) makes DPO use the constrained distribution's
+    log-probabilities (:class:`~.constrained.ConstrainedLogProbs`) for policy and reference alike.
+    """
     from datasets import Dataset
     from transformers.utils import logging as hf_logging
-    from trl import DPOTrainer
+    from trl import DPOTrainer as _DPOTrainer
 
     hf_logging.set_verbosity_error()
     import datasets
@@ -446,6 +464,26 @@ def _dpo_epoch(backend, pairs: list[dict], cfg: IRPOConfig, out_dir: Path, epoch
             f"{off_device(model, cfg.device)} (build the backend with LocalLLM(device=cfg.device))"
         )
     args = dpo_args(cfg, out_dir / f"epoch_{epoch}" / "trainer", len(pairs), epoch)
+
+    def _constrain(trainer) -> None:
+        # after TRL's fused LM head is added, before any log-probability (the precomputed reference included)
+        if not candidates or getattr(trainer, "_adspace_constrained", False):
+            return
+        from peft import PeftModel
+
+        from adspace.simulate.llm_auction.constrained import ConstrainedLogProbs
+
+        m = trainer.model
+        ConstrainedLogProbs(tok, candidates).patch(m.get_base_model() if isinstance(m, PeftModel) else m)
+        if trainer.ref_model is not None:
+            ConstrainedLogProbs(tok, candidates).patch(trainer.ref_model)
+        trainer._adspace_constrained = True
+
+    class DPOTrainer(_DPOTrainer):
+        def _precompute_ref_logps(self, *a, **kw):
+            _constrain(self)
+            return super()._precompute_ref_logps(*a, **kw)
+
     model.train()
     if cfg.use_lora:
         from peft import LoraConfig, get_peft_model
@@ -470,6 +508,7 @@ def _dpo_epoch(backend, pairs: list[dict], cfg: IRPOConfig, out_dir: Path, epoch
         trainer = DPOTrainer(
             model=model, ref_model=ref, args=args, train_dataset=Dataset.from_list(pairs), processing_class=tok
         )
+    _constrain(trainer)
     trainer.train()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     margins = [h.get("rewards/margins") for h in trainer.state.log_history if "rewards/margins" in h]
@@ -518,14 +557,7 @@ def run_irpo(
         bids = draw_bids(len(queries), len(queries[0].candidates), rng, cfg.bid_low, cfg.bid_high)
         msgs = prompts_for(queries, bids, short=cfg.short_prompt)
         say(f"epoch {epoch + 1}/{cfg.epochs}: sampling {cfg.samples} replies x {len(queries)} queries")
-        replies = backend.sample(
-            msgs,
-            cfg.samples,
-            max_new_tokens=cfg.max_new_tokens,
-            temperature=cfg.temperature,
-            top_p=cfg.top_p,
-            seed=cfg.seed * 1000 + epoch,
-        )
+        replies = sample_replies(backend, msgs, queries, cfg.samples, cfg, seed=cfg.seed * 1000 + epoch)
         texts = explore_replies([[r.text for r in row] for row in replies], queries, cfg.explore, rng)
         rolls = score_texts(queries, bids, msgs, texts, user)
         t_sample = time.perf_counter() - t0
@@ -559,7 +591,8 @@ def run_irpo(
             say(f"epoch {epoch + 1}/{cfg.epochs}: DPO on {len(pairs)} pairs")
             before = _candidate_reward(backend, msgs, texts, rewards)
             t1 = time.perf_counter()
-            metrics.update(_dpo_epoch(backend, pairs, cfg, out, epoch + 1))
+            cands = {tuple(backend.prompt_ids(m)): q.candidates for m, q in zip(msgs, queries, strict=True)}
+            metrics.update(_dpo_epoch(backend, pairs, cfg, out, epoch + 1, cands if cfg.constrained else None))
             metrics["seconds_dpo"] = time.perf_counter() - t1
             metrics["candidate_reward_before"] = before
             metrics["candidate_reward_after"] = _candidate_reward(backend, msgs, texts, rewards)
