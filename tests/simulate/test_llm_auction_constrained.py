@@ -126,7 +126,7 @@ def test_constrained_sampler_logprobs_are_those_of_the_distribution_sampled(toke
     llm = LocalLLM()
     ads = [Ad("Ad-0001", "Trail Runner 5", "running shoe"), Ad("Ad-0002", "Soup Kit", "soup delivered")]
     prompts = [ad_writer_messages("best shoes for a marathon?", "Age 30, runner.", ads, [50, 20], short=True)]
-    out = sample_constrained(llm, prompts, [ads], 3, max_new_tokens=20, temperature=0.7, top_p=0.8, seed=3)
+    out = sample_constrained(llm, prompts, [ads], 3, max_new_tokens=12, temperature=0.7, top_p=0.8, seed=3)
     replies = out[0]
     for r in replies:
         assert parse_reply(r.text, ads).n_errors == 0
