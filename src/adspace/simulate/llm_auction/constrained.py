@@ -396,6 +396,7 @@ class ConstrainedLogProbs:
         self.cons = {k: MarkupConstraint(self.table, v) for k, v in prompt_candidates.items()}
         self.eos = tokenizer.eos_token_id
         self.calls = 0
+        self.fallbacks = 0
 
     def states_for(self, prompt: tuple[int, ...], reply: Sequence[int]) -> list[MarkupState] | None:
         """Constraint state before each reply token (``None`` for an unknown prompt: unconstrained)."""
@@ -446,10 +447,18 @@ class ConstrainedLogProbs:
                 states = me.states_for(prompt, [int(x) for x in lab[b, cols[sel]].tolist()])
                 if states is None:
                     continue
-                me.calls += 1
+                con = me.cons[prompt]
                 for j, st in zip(sel.tolist(), states, strict=True):
-                    con = me.cons[prompt]
                     con.mask_logits(bias[j], st)
+                tg = lab[b, cols[sel]].to(bias.device)
+                if bool(torch.isinf(bias[sel, tg]).any()):
+                    # a reply the constraint could not have written (an off-policy exploration reply
+                    # tokenized another way, e.g. ']' merged with the next character): unconstrained for
+                    # policy and reference alike (the choice depends on the tokens only)
+                    bias[sel] = 0.0
+                    me.fallbacks += 1
+                    continue
+                me.calls += 1
             z = logits + bias
             logp_all = torch.log_softmax(z, dim=-1)
             tgt = lab[rows, cols]
