@@ -58,7 +58,13 @@ def _decode(con: MarkupConstraint, gen: torch.Generator, steps: int, top_p: floa
     return ids, st_
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# few examples, derandomized: each runs the constraint over the full 49k-token vocabulary (CI has 2 cores)
+FEW = settings(
+    max_examples=6, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@FEW
 @given(
     titles=st.lists(TITLE, min_size=1, max_size=4, unique=True),
     seed=st.integers(0, 2**31 - 1),
@@ -68,16 +74,16 @@ def _decode(con: MarkupConstraint, gen: torch.Generator, steps: int, top_p: floa
 def test_theorem_every_constrained_reply_parses_without_format_errors(tokenizer, titles, seed, top_p, boost):
     ads = _ads(titles)
     con = MarkupConstraint(token_table(tokenizer), ads)
-    ids, _ = _decode(con, torch.Generator().manual_seed(seed), 30, top_p, boost)
+    ids, _ = _decode(con, torch.Generator().manual_seed(seed), 20, top_p, boost)
     text = con.table.text(ids)
     assert text == tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
     parsed = parse_reply(text, ads)
     assert parsed.n_errors == 0, (text, parsed.errors)
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@FEW
 @given(
-    titles=st.lists(TITLE, min_size=1, max_size=3, unique=True),
+    titles=st.lists(TITLE.filter(lambda t: not t.startswith("[")), min_size=1, max_size=3, unique=True),
     seed=st.integers(0, 2**31 - 1),
     cut=st.integers(0, 12),
     temperature=st.sampled_from([1.0, 0.7]),
@@ -98,10 +104,35 @@ def test_theorem_constrained_distribution_is_normalised(tokenizer, titles, seed,
     z = torch.randn(table.vocab, generator=torch.Generator().manual_seed(seed), dtype=torch.float32) * 4
     con.mask_logits(z, st_)
     lp = token_logprobs(z[None, :].expand(allowed.size, -1), torch.as_tensor(allowed), temperature, top_p)
-    assert float(torch.logsumexp(lp, 0)) == pytest.approx(0.0, abs=1e-9)
+    assert float(torch.logsumexp(lp, 0)) == pytest.approx(0.0, abs=1e-6)  # float32 logits
     refused = torch.as_tensor(np.setdiff1d(np.arange(200, 260), allowed))
     lr = token_logprobs(z[None, :].expand(refused.numel(), -1), refused, temperature, top_p)
     assert bool(torch.isinf(lr).all())
+
+
+@FEW
+@given(
+    titles=st.lists(TITLE.filter(lambda t: not t.startswith("[")), min_size=1, max_size=3, unique=True),
+    lead=st.sampled_from(["", "Consider ", "Try (", "Rest well. A good option is "]),
+    tail=st.sampled_from(["", ".", ",", "!", ").", "), then rest.", ". Then rest.", "; or not"]),
+)
+def test_theorem_markup_tokenized_afresh_is_writable(tokenizer, titles, lead, tail):
+    """A reply with valid markup, tokenized as one text (as TRL's DPO does, where ``]`` merges with the
+    punctuation after it into one token such as ``].``), is one the constrained ad-writer could have written:
+    its log-probability under the constrained distribution is finite, so DPO can align it."""
+    ads = _ads(titles)
+    con = MarkupConstraint(token_table(tokenizer), ads)
+    text = f"{lead}{ads[-1].markup()}{tail}"
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    assert con.writable(ids, eos=tokenizer.eos_token_id), [tokenizer.convert_ids_to_tokens(i) for i in ids]
+    st_ = MarkupState()
+    for t in ids[:-1]:
+        st_ = con.advance(st_, t)
+    assert not st_.open and st_.used == {len(ads) - 1}
+    # an insertion left open at the end of the turn, or a bare bracket, cannot be written
+    cut = tokenizer(f"{lead}@{ads[-1].title}", add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    assert not con.writable(cut, eos=tokenizer.eos_token_id)
+    assert not con.writable(tokenizer("see [Ad-0000] here", add_special_tokens=False)["input_ids"])
 
 
 def test_free_text_refuses_brackets_and_stray_at_but_opens_candidates(tokenizer):
@@ -121,12 +152,11 @@ def test_free_text_refuses_brackets_and_stray_at_but_opens_candidates(tokenizer)
 def test_constrained_sampler_logprobs_are_those_of_the_distribution_sampled(tokenizer):
     """Real model: replies parse cleanly, and teacher-forced constrained scores equal the sampled log-probs."""
     from adspace.models.llm import LocalLLM
-    from adspace.simulate.llm_auction.prompts import ad_writer_messages
 
     llm = LocalLLM()
     ads = [Ad("Ad-0001", "Trail Runner 5", "running shoe"), Ad("Ad-0002", "Soup Kit", "soup delivered")]
-    prompts = [ad_writer_messages("best shoes for a marathon?", "Age 30, runner.", ads, [50, 20], short=True)]
-    out = sample_constrained(llm, prompts, [ads], 3, max_new_tokens=12, temperature=0.7, top_p=0.8, seed=3)
+    prompts = [[{"role": "user", "content": "Shoes? Ads: @Trail Runner 5@[Ad-0001] @Soup Kit@[Ad-0002]"}]]
+    out = sample_constrained(llm, prompts, [ads], 3, max_new_tokens=8, temperature=0.7, top_p=0.8, seed=3)
     replies = out[0]
     for r in replies:
         assert parse_reply(r.text, ads).n_errors == 0
@@ -145,11 +175,10 @@ def test_dpo_sees_the_constrained_logprobs(tokenizer):
     from trl.trainer.utils import add_fused_lm_head
 
     from adspace.models.llm import LocalLLM
-    from adspace.simulate.llm_auction.prompts import ad_writer_messages
 
     llm = LocalLLM()
     ads = [Ad("Ad-0001", "Trail Runner 5", "running shoe")]
-    prompt = ad_writer_messages("best shoes for a marathon?", "Age 30, runner.", ads, [50], short=True)
+    prompt = [{"role": "user", "content": "Shoes for a marathon? Ad: @Trail Runner 5@[Ad-0001]"}]
     reply = "Try the @Trail Runner 5@[Ad-0001] for long runs."
     pid = llm.prompt_ids(prompt)
     rid = llm._reply_ids(reply)
@@ -162,5 +191,5 @@ def test_dpo_sees_the_constrained_logprobs(tokenizer):
     out = llm.model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=labels, fused_lm_head=True)
     assert clp.calls == 1
     want = score_constrained(llm, [prompt], [ads], [reply])[0]
-    assert float(out.log_probs.sum()) == pytest.approx(want, abs=1e-3)
+    assert float(out.log_probs.detach().sum()) == pytest.approx(want, abs=1e-3)
     assert want > llm.score([prompt], [reply])[0]  # the trie makes the copied markup near-certain

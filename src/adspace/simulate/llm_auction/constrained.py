@@ -2,7 +2,8 @@
 
 Once the model opens an insertion (an ``@`` where the parser of :mod:`.format` reads markup), decoding
 continues only along the exact ``Title@[Ad-ID]`` strings of the candidate ads not inserted yet (a trie
-over their UTF-8 bytes, walked token by token), until one is complete. Outside an insertion every token
+over their UTF-8 bytes, walked token by token), until one is complete (the token that writes its closing ``]`` may go on with plain text, as ``].`` does,
+so a reply tokenized afresh, as TRL's DPO tokenizes it, stays writable). Outside an insertion every token
 is allowed except those that would start a format error: a token holding ``[`` (a bare ``[Ad-…]``), or
 an ``@`` that does not open a candidate's markup (an e-mail-style ``@`` after a letter is also refused:
 the rule is simpler and a reply loses nothing by it). So every reply parses with zero format errors; a
@@ -37,6 +38,7 @@ __all__ = [
     "MarkupConstraint",
     "MarkupState",
     "TokenTable",
+    "completion_ids",
     "sample_constrained",
     "score_constrained",
     "token_table",
@@ -98,6 +100,17 @@ class TokenTable:
             k = b.find(b"@")
             if k >= 0 and _AT not in b[:k] and _LB not in b[:k]:
                 self.openers.append(i)
+        #: tokens that close an insertion and go on with plain text, by the part that closes it: a token
+        #: ``…]`` + ``s`` with ``s`` non-empty and free of '@' and '[' (e.g. ``].`` or ``],``, which a
+        #: byte-level BPE writes for ``…@[Ad-0001].``), indexed under its bytes up to that ``]``
+        self.closers: dict[bytes, list[int]] = {}
+        for i, b in enumerate(self.bytes):
+            k = b.find(b"]")
+            while 0 <= k < len(b) - 1:
+                rest = b[k + 1 :]
+                if _AT not in rest and _LB not in rest:
+                    self.closers.setdefault(b[: k + 1], []).append(i)
+                k = b.find(b"]", k + 1)
 
     def text(self, ids: Sequence[int]) -> str:
         """The text of ``ids`` (special tokens dropped), as the tokenizer decodes it."""
@@ -164,13 +177,15 @@ class MarkupConstraint:
         return self._free[key]
 
     def allowed_open(self, st: MarkupState) -> np.ndarray:
-        """Token ids allowed inside an open insertion: non-empty prefixes of what remains of a live body."""
+        """Token ids allowed inside an open insertion: non-empty prefixes of what remains of a live body, and
+        tokens that write all of what remains and go on with plain text (:attr:`TokenTable.closers`)."""
         p = st.pending or b""
         out: set[int] = set()
         for k in self._alive(st):
             rest = self.bodies[k][len(p) :]  # type: ignore[index]
             for n in range(1, min(len(rest), self.table.max_len) + 1):
                 out.update(self.table.by_bytes.get(rest[:n], ()))
+            out.update(self.table.closers.get(rest, ()))
         return np.array(sorted(out), dtype=np.int64)
 
     def advance(self, st: MarkupState, token: int) -> MarkupState:
@@ -187,9 +202,10 @@ class MarkupConstraint:
             if not b:
                 return st
         pending = (st.pending or b"") + b
-        done = [k for k in self._alive(MarkupState(None, pending, st.used)) if self.bodies[k] == pending]
-        if done:
-            return MarkupState(pending[-1], None, st.used | {done[0]})
+        for k, body in enumerate(self.bodies):
+            if body is not None and k not in st.used and pending.startswith(body):
+                # the insertion closes; what the token writes after its ']' is plain text
+                return MarkupState(pending[-1], None, st.used | {k})
         return MarkupState(pending[-1], pending, st.used)
 
     def mask_logits(self, logits: Any, st: MarkupState) -> Any:
@@ -206,6 +222,25 @@ class MarkupConstraint:
             if ban.size:
                 logits[torch.as_tensor(ban, device=logits.device)] = float("-inf")
         return logits
+
+    def allows(self, st: MarkupState, token: int) -> bool:
+        """Whether ``token`` is allowed in ``st`` (an empty-byte token, e.g. end-of-turn, only outside an
+        insertion)."""
+        if st.open:
+            return bool(np.isin(token, self.allowed_open(st)))
+        return not bool(np.isin(token, self.banned_free(st)))
+
+    def writable(self, ids: Sequence[int], eos: int | None = None) -> bool:
+        """Whether the constraint could have written ``ids``: every token allowed where it stands, and an
+        end-of-turn token ``eos`` (last) only outside an insertion."""
+        ids = [int(t) for t in ids]
+        finished = eos is not None and bool(ids) and ids[-1] == eos
+        st = MarkupState()
+        for t in ids[:-1] if finished else ids:
+            if not self.allows(st, t):
+                return False
+            st = self.advance(st, t)
+        return not (finished and st.open)
 
     def states(self, ids: Sequence[int]) -> list[MarkupState]:
         """The state before each token of ``ids`` (teacher forcing)."""
@@ -329,6 +364,19 @@ def sample_constrained(
     return out
 
 
+def completion_ids(tokenizer: Any, prompt: str, reply: str) -> list[int]:
+    """The reply's token ids as TRL's ``DPOTrainer`` (non-conversational) makes them: ``prompt + reply +
+    eos`` tokenized as one text, cut where it stops agreeing with the tokenized prompt."""
+    eos = tokenizer.eos_token
+    text = reply if reply.endswith(eos) else reply + eos
+    p = tokenizer(text=prompt)["input_ids"]
+    full = tokenizer(text=prompt + text)["input_ids"]
+    k = 0
+    while k < min(len(p), len(full)) and p[k] == full[k]:
+        k += 1
+    return list(full[k:])
+
+
 def _final_state(con: MarkupConstraint, ids: Sequence[int]) -> MarkupState:
     st = MarkupState()
     for t in ids:
@@ -396,7 +444,6 @@ class ConstrainedLogProbs:
         self.cons = {k: MarkupConstraint(self.table, v) for k, v in prompt_candidates.items()}
         self.eos = tokenizer.eos_token_id
         self.calls = 0
-        self.fallbacks = 0
 
     def states_for(self, prompt: tuple[int, ...], reply: Sequence[int]) -> list[MarkupState] | None:
         """Constraint state before each reply token (``None`` for an unknown prompt: unconstrained)."""
@@ -452,12 +499,10 @@ class ConstrainedLogProbs:
                     con.mask_logits(bias[j], st)
                 tg = lab[b, cols[sel]].to(bias.device)
                 if bool(torch.isinf(bias[sel, tg]).any()):
-                    # a reply the constraint could not have written (an off-policy exploration reply
-                    # tokenized another way, e.g. ']' merged with the next character): unconstrained for
-                    # policy and reference alike (the choice depends on the tokens only)
-                    bias[sel] = 0.0
-                    me.fallbacks += 1
-                    continue
+                    raise ValueError(
+                        "pairs: a completion the constraint could not have written reached DPO (its "
+                        "log-probability would be -inf); filter pairs with MarkupConstraint.writable first"
+                    )
                 me.calls += 1
             z = logits + bias
             logp_all = torch.log_softmax(z, dim=-1)

@@ -40,7 +40,7 @@ import numpy as np
 from adspace.mechanisms import generative as gen
 from adspace.simulate.llm_auction.data import AuctionQuery
 from adspace.simulate.llm_auction.environment import Rollout, draw_bids, prompts_for, score_texts
-from adspace.simulate.llm_auction.format import strip_markup
+from adspace.simulate.llm_auction.format import parse_reply, strip_markup
 from adspace.simulate.llm_auction.users import ClickModel, UserSimulator
 
 __all__ = [
@@ -111,6 +111,7 @@ class IRPOConfig:
     lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
     bf16: bool = False
     constrained: bool = False  # sample (and align by DPO) the constrained ad-writer (see .constrained)
+    candidate_reward: bool = True  # diagnostic: the policy's expected reward over its sampled replies, before/after DPO
     precompute_ref: bool = True  # reference log-probs computed once per epoch, not at every DPO step
     device: str = "cpu"  # one device for sampling, scoring, pCTR and DPO (the backend must be on it)
     # pCTR
@@ -327,7 +328,8 @@ def explore_replies(
     A 135M model almost never writes the markup by itself, so on-policy replies would all have reward 0
     and give no preference pairs. The edited replies are off-policy data for DPO (which does not require
     on-policy samples); they let the preference signal (relevance, nativeness, bid) reach the model.
-    ``share = 0`` is the paper's purely on-policy IRPO.
+    ``share = 0`` is the paper's purely on-policy IRPO. Only an ad the reply does not carry yet is inserted
+    (a second insertion of the same ad would be a format error, which constrained decoding never writes).
     """
     if not 0.0 <= share <= 1.0:
         raise ValueError(f"explore: must be in [0, 1], got {share!r}")
@@ -336,7 +338,11 @@ def explore_replies(
         new = []
         for t in row:
             if share > 0 and rng.random() < share:
-                ad = q.candidates[int(rng.integers(len(q.candidates)))]
+                fresh = [k for k in range(len(q.candidates)) if k not in parse_reply(t, q.candidates).indices]
+                if not fresh:
+                    new.append(t)
+                    continue
+                ad = q.candidates[fresh[int(rng.integers(len(fresh)))]]
                 ins = f"{_CONNECTIVES[int(rng.integers(len(_CONNECTIVES)))]} {ad.markup()}."
                 cut = t.find(". ")
                 if cut >= 0 and rng.random() < 0.5:
@@ -359,6 +365,21 @@ def _reply_rewards(rows: Sequence[Rollout], cfg: IRPOConfig, pctr: PCTRModel | N
         )
         for r, c in zip(rows, ctrs, strict=True)
     ]
+
+
+def _writable_pairs(backend, pairs: list[dict], msgs, queries) -> tuple[list[dict], int]:
+    """The pairs whose two replies the constrained ad-writer could have written, and how many were not."""
+    from adspace.simulate.llm_auction.constrained import MarkupConstraint, completion_ids, token_table
+
+    table = token_table(backend.tokenizer)
+    cons = {backend.render(m): MarkupConstraint(table, q.candidates) for m, q in zip(msgs, queries, strict=True)}
+    keep = []
+    for p in pairs:
+        con = cons[p["prompt"]]
+        sides = (completion_ids(backend.tokenizer, p["prompt"], p[k]) for k in ("chosen", "rejected"))
+        if all(con.writable(ids, eos=backend.eos_id) for ids in sides):
+            keep.append(p)
+    return keep, len(pairs) - len(keep)
 
 
 def _candidate_reward(backend, prompts, texts, rewards) -> float:
@@ -570,6 +591,11 @@ def run_irpo(
             prompt = backend.render(m)
             for c, r in preference_pairs(rw, cfg.delta_th):
                 pairs.append({"prompt": prompt, "chosen": row[c].text, "rejected": row[r].text})
+        unwritable = 0
+        if cfg.constrained:
+            # DPO aligns the constrained distribution: a pair with a reply it gives probability 0 (as TRL
+            # tokenizes it) has no finite log-ratio; such pairs are dropped and counted
+            pairs, unwritable = _writable_pairs(backend, pairs, msgs, queries)
         if cfg.max_pairs is not None and len(pairs) > cfg.max_pairs:
             keep = rng.choice(len(pairs), size=cfg.max_pairs, replace=False)
             pairs = [pairs[int(k)] for k in sorted(keep)]
@@ -579,6 +605,7 @@ def run_irpo(
         metrics: dict[str, Any] = {
             "epoch": epoch + 1,
             "pairs": len(pairs),
+            "pairs_unwritable": unwritable,
             "sampled_reward_model": float(np.mean([np.mean(r) for r in rewards])),
             "sampled_reward_clicks": float(np.mean([np.mean(r) for r in realised])),
             "sampled_revenue": float(np.mean([r.revenue() for row in rolls for r in row])),
@@ -589,13 +616,14 @@ def run_irpo(
         }
         if pairs:
             say(f"epoch {epoch + 1}/{cfg.epochs}: DPO on {len(pairs)} pairs")
-            before = _candidate_reward(backend, msgs, texts, rewards)
+            before = _candidate_reward(backend, msgs, texts, rewards) if cfg.candidate_reward else None
             t1 = time.perf_counter()
             cands = {tuple(backend.prompt_ids(m)): q.candidates for m, q in zip(msgs, queries, strict=True)}
             metrics.update(_dpo_epoch(backend, pairs, cfg, out, epoch + 1, cands if cfg.constrained else None))
             metrics["seconds_dpo"] = time.perf_counter() - t1
             metrics["candidate_reward_before"] = before
-            metrics["candidate_reward_after"] = _candidate_reward(backend, msgs, texts, rewards)
+            if cfg.candidate_reward:
+                metrics["candidate_reward_after"] = _candidate_reward(backend, msgs, texts, rewards)
         else:
             metrics.update({"dpo_losses": [], "dpo_steps": 0})
         ckpt = out / f"epoch_{epoch + 1}"
