@@ -47,6 +47,7 @@ from adspace.simulate.llm_auction.data import load_queries, split
 from adspace.simulate.llm_auction.environment import Rollout, draw_bids, prompts_for, score_texts, summarize
 from adspace.simulate.llm_auction.training import IRPOConfig, run_irpo, sample_replies
 from adspace.simulate.llm_auction.users import ClickModel
+from adspace.simulate.llm_auction.warmstart import WarmStartConfig, warm_start, warm_start_examples, writer_figures
 
 __all__ = ["ExperimentConfig", "PAPER_TABLE2", "run_experiment"]
 
@@ -78,6 +79,9 @@ class ExperimentConfig:
     seed: int = 0
     data: str | None = None
     irpo: IRPOConfig = field(default_factory=lambda: IRPOConfig(max_new_tokens=40, max_pairs=8, constrained=True))
+    warm: WarmStartConfig | None = field(default_factory=WarmStartConfig)  # the ad-writer stage (None: skip)
+    n_warm: int = 48  # warm-start queries (disjoint from training and held-out queries)
+    writer_check: int = 12  # held-out queries (x 2 replies) for the ad-writer stage's before/after figures
 
     @classmethod
     def full(cls, **kw: Any) -> ExperimentConfig:
@@ -199,6 +203,33 @@ def _sweep(backend, test, bids, user, cfg: ExperimentConfig, seed: int) -> dict:
     return out
 
 
+def _copy_of(backend):
+    """A second backend with the same weights (the ad-writer after its warm start)."""
+    from adspace.models.llm import LocalLLM
+
+    other = LocalLLM(backend.path, device=backend.device)
+    other.model.load_state_dict(backend.model.state_dict())
+    return other
+
+
+def _writer_check(backend, test, bids, user, cfg: ExperimentConfig) -> dict:
+    """Insertion and format-error rates of unconstrained replies on the first ``writer_check`` held-out queries."""
+    qs, b = test[: cfg.writer_check], bids[: cfg.writer_check]
+    msgs = prompts_for(qs, b, short=cfg.irpo.short_prompt)
+    texts = _sample_texts(backend, msgs, 2, replace(cfg.irpo, constrained=False), cfg.seed + 5)
+    return writer_figures(score_texts(qs, b, msgs, texts, user))
+
+
+def _ad_writer_stage(backend, warm_q, test, bids, user, cfg: ExperimentConfig, rng) -> dict:
+    """The warm start (:mod:`.warmstart`) on ``warm_q``, with its figures on held-out queries before and after."""
+    before = _writer_check(backend, test, bids, user, cfg)
+    warm_bids = draw_bids(len(warm_q), cfg.n_candidates, rng, cfg.irpo.bid_low, cfg.irpo.bid_high)
+    examples = warm_start_examples(backend, warm_q, warm_bids, cfg.warm, short=cfg.irpo.short_prompt)
+    stats = warm_start(backend, examples, cfg.warm)
+    after = _writer_check(backend, test, bids, user, cfg)
+    return {"before": before, "after": after, **stats, "example": examples[0]["reply"]}
+
+
 def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, *, progress=None) -> dict:
     """Run everything; write ``results.json`` and ``llm_auction.png`` to ``out_dir``; return the results."""
     from adspace.models.llm import LocalLLM
@@ -207,8 +238,12 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, *, progress=None)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
-    queries = load_queries(cfg.n_train + cfg.n_test, data=cfg.data, n_candidates=cfg.n_candidates, seed=cfg.seed)
+    n_warm = cfg.n_warm if cfg.warm is not None else 0
+    queries = load_queries(
+        n_warm + cfg.n_train + cfg.n_test, data=cfg.data, n_candidates=cfg.n_candidates, seed=cfg.seed
+    )
     train, test = split(queries, cfg.n_test)
+    warm_q, train = train[:n_warm], train[n_warm:]
     user = ClickModel(seed=cfg.seed)
     rng = np.random.default_rng(cfg.seed + 10_000)
     test_bids = draw_bids(len(test), cfg.n_candidates, rng, cfg.irpo.bid_low, cfg.irpo.bid_high)
@@ -227,6 +262,14 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, *, progress=None)
     dev = cfg.irpo.device
     base = timed("load model", lambda: LocalLLM(device=dev))
     results["model"] = base.name
+    # the embedding VCG's separate slot needs no ad-writer: the base model answers with a plain prompt
+    results["methods"]["vcg_slot"] = timed(
+        "vcg_slot", lambda: _evaluate_vcg(base, test, test_bids, user, cfg, cfg.seed + 2)
+    )
+    if cfg.warm is not None:
+        results["ad_writer"] = timed(
+            "ad-writer warm start", lambda: _ad_writer_stage(base, warm_q, test, test_bids, user, cfg, rng)
+        )
     results["methods"]["pretrained"], _ = timed(
         "pretrained", lambda: _evaluate_policy(base, test, test_bids, user, cfg, cfg.seed + 1)
     )
@@ -234,12 +277,9 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, *, progress=None)
         "pretrained constrained",
         lambda: _evaluate_policy(base, test, test_bids, user, cfg, cfg.seed + 1, constrained=True),
     )
-    results["methods"]["vcg_slot"] = timed(
-        "vcg_slot", lambda: _evaluate_vcg(base, test, test_bids, user, cfg, cfg.seed + 2)
-    )
     sweep_pre = timed("sweep pretrained", lambda: _sweep(base, test, test_bids, user, cfg, cfg.seed + 3))
 
-    policy = LocalLLM(base.path, device=dev)
+    policy = _copy_of(base)
     trained = timed(
         "train llm_auction", lambda: run_irpo(policy, train, cfg.irpo, out / "irpo_pctr", user=user, progress=say)
     )
@@ -257,7 +297,7 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, *, progress=None)
     )
     sweep_post = timed("sweep llm_auction", lambda: _sweep(policy, test, test_bids, user, cfg, cfg.seed + 3))
     if cfg.oracle:
-        oracle = LocalLLM(base.path, device=dev)
+        oracle = _copy_of(base)
         ocfg = IRPOConfig(**{**asdict(cfg.irpo), "reward": "oracle"})
         ot = timed(
             "train llm_auction_oracle",
