@@ -29,6 +29,11 @@ def llm_auction(
     samples: int | None = typer.Option(None, "--samples", help="Replies per training query (M)."),
     max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", help="Reply length cap in tokens."),
     oracle: bool = typer.Option(True, "--oracle/--no-oracle", help="Also train the Oracle variant."),
+    warm: bool = typer.Option(
+        True,
+        "--warm-start/--no-warm-start",
+        help="The ad-writer stage: a supervised warm start on ad-integrated replies before IRPO.",
+    ),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option(
         "cpu", "--device", help="Torch device for sampling, scoring, pCTR and DPO: cpu (default) or cuda[:N]."
@@ -52,6 +57,8 @@ def llm_auction(
     cfg = ExperimentConfig.full() if full else ExperimentConfig()
     over = {k: v for k, v in dict(n_train=n_train, n_test=n_test).items() if v is not None}
     cfg = replace(cfg, oracle=oracle, seed=seed, data=str(data) if data else None, **over)
+    if not warm:
+        cfg = replace(cfg, warm=None)
     irpo_over = {
         k: v for k, v in dict(epochs=epochs, samples=samples, max_new_tokens=max_new_tokens).items() if v is not None
     }
@@ -96,5 +103,13 @@ def llm_auction(
             str(p.get("reward", "")),
         )
     console.print(table)
+    if "ad_writer" in res:
+        w = res["ad_writer"]
+        console.print(
+            f"ad-writer warm start ({w['examples']} replies, {w['steps']} steps): insertion rate "
+            f"{w['before']['insertion_rate']:.2f} -> {w['after']['insertion_rate']:.2f}, format-error rate "
+            f"{w['before']['format_error_rate']:.2f} -> {w['after']['format_error_rate']:.2f} "
+            f"({w['after']['replies']} held-out replies, unconstrained)"
+        )
     console.print(json.dumps(res["comparison"], indent=1))
     console.print(f"results: {out / 'results.json'}  figure: {out / 'llm_auction.png'}  ({res['total_s']:.0f} s)")
