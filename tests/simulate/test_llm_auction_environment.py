@@ -105,3 +105,25 @@ def test_generative_auction_on_the_common_interface():
         assert out.payments[name] == (bid if name in out.metrics["clicked"] else 0.0)
         assert set(out.metrics["clicked"]) <= set(out.metrics["inserted"])
     assert out.revenue == sum(out.payments.values())
+
+
+def test_bootstrap_interval_covers_the_mean_and_shrinks_with_more_queries():
+    from adspace.simulate.llm_auction.environment import bootstrap_ci
+
+    rng = np.random.default_rng(0)
+    small, large = rng.normal(5.0, 2.0, 10), rng.normal(5.0, 2.0, 400)
+    lo, hi = bootstrap_ci(small)
+    assert lo < small.mean() < hi
+    lo2, hi2 = bootstrap_ci(large)
+    assert lo2 < large.mean() < hi2 and (hi2 - lo2) < (hi - lo)
+    with pytest.raises(ValueError, match="values"):
+        bootstrap_ci([])
+
+
+def test_summarize_reports_intervals_per_metric():
+    bids = np.array([[40.0, 7.0]])
+    texts = [["Try @Trail Runner 5@[Ad-0001].", "No ads."]]
+    rolls = score_texts([Q], bids, prompts_for([Q], bids), texts, ScriptedUser({"Ad-0001"}))
+    s = summarize(rolls)
+    assert set(s["ci95"]) == {"revenue_per_query", "reward_per_query", "itctr", "ads_per_reply", "format_error_rate"}
+    assert s["ci95"]["revenue_per_query"] == [20.0, 20.0]  # one query: its mean, no spread

@@ -89,6 +89,43 @@ def test_irpo_short_run_dpo_loss_falls_and_reward_rises(tmp_path):
     assert (tmp_path / "epoch_1" / "pctr.pt").is_file()
     assert json.loads((tmp_path / "epoch_1" / "metrics.json").read_text())["epoch"] == 1
     assert m["pctr"]["rows"] >= 0
+    # one device for the whole pipeline: the sampler's model after DPO, and the pCTR model
+    from adspace.simulate.llm_auction.training import off_device
+
+    assert off_device(backend.model, cfg.device) == [] and off_device(res["pctr"].modules, cfg.device) == []
+
+
+@pytest.mark.slow
+def test_constrained_irpo_end_to_end_aligns_the_constrained_distribution(tmp_path):
+    """Constrained sampling, exploration, DPO over the constrained distribution: every pair reaches DPO
+    (the exploration replies, tokenized afresh by TRL, are writable), and the loss is finite and starts
+    at log 2."""
+    from adspace.models.llm import LocalLLM
+
+    cfg = IRPOConfig(
+        epochs=1,
+        samples=3,
+        max_new_tokens=6,
+        candidate_reward=False,
+        delta_th=0.0,
+        reward="oracle",
+        explore=0.7,
+        constrained=True,
+        lora_r=4,
+        batch_size=1,
+        dpo_epochs=1,
+        max_pairs=1,
+        warmup_ratio=0.0,
+        lr_scheduler="constant",
+        seed=1,
+    )
+    backend = LocalLLM()
+    res = run_irpo(backend, TRAIN_QUERIES[:2], cfg, tmp_path, user=ClickModel(seed=0))
+    (m,) = res["epochs"]
+    assert m["format_errors_per_reply"] == 0.0
+    assert m["pairs"] > 0 and m["pairs_unwritable"] == 0, m
+    assert m["dpo_steps"] >= 1 and all(np.isfinite(m["dpo_losses"]))
+    assert m["dpo_losses"][0] == pytest.approx(np.log(2), abs=0.05)
 
 
 @pytest.mark.slow

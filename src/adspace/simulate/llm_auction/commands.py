@@ -31,7 +31,15 @@ def llm_auction(
     samples: int | None = typer.Option(None, "--samples", help="Replies per training query (M)."),
     max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", help="Reply length cap in tokens."),
     oracle: bool = typer.Option(True, "--oracle/--no-oracle", help="Also train the Oracle variant."),
+    warm: bool = typer.Option(
+        True,
+        "--warm-start/--no-warm-start",
+        help="The ad-writer stage: a supervised warm start on ad-integrated replies before IRPO.",
+    ),
     seed: int = typer.Option(0, "--seed"),
+    device: str = typer.Option(
+        "cpu", "--device", help="Torch device for sampling, scoring, pCTR and DPO: cpu (default) or cuda[:N]."
+    ),
 ) -> None:
     """Train LLM-Auction by IRPO, then compare it on held-out queries with the pre-trained LLM, MOSAIC and
     the embedding VCG (separate ad slot): revenue, reward, ITCTR, ads per reply, format errors, bid sweep."""
@@ -51,16 +59,23 @@ def llm_auction(
     cfg = ExperimentConfig.full() if full else ExperimentConfig()
     over = {k: v for k, v in dict(n_train=n_train, n_test=n_test).items() if v is not None}
     cfg = replace(cfg, oracle=oracle, seed=seed, data=str(data) if data else None, **over)
+    if not warm:
+        cfg = replace(cfg, warm=None)
     irpo_over = {
         k: v for k, v in dict(epochs=epochs, samples=samples, max_new_tokens=max_new_tokens).items() if v is not None
     }
-    if irpo_over:
-        cfg = replace(cfg, irpo=replace(cfg.irpo, **irpo_over))
+    try:
+        cfg = replace(cfg, irpo=replace(cfg.irpo, device=device, **irpo_over))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--device") from None
     console = Console()
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as prog:
         task = prog.add_task("llm-auction", total=None)
         res = run_experiment(cfg, out, progress=lambda s: prog.update(task, description=s))
-    table = Table(title=f"LLM-Auction on {cfg.n_test} held-out queries ({res['model']})")
+    table = Table(
+        title=f"LLM-Auction on {cfg.n_test} held-out queries x {cfg.eval_samples} replies ({res['model']}), "
+        "mean [bootstrap 95% interval]"
+    )
     for col in (
         "method",
         "revenue/query",
@@ -72,18 +87,31 @@ def llm_auction(
         "paper reward",
     ):
         table.add_column(col)
+
+    def cell(m: dict, key: str, fmt: str) -> str:
+        lo, hi = m["ci95"][key]
+        return f"{m[key]:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]"
+
     for name, m in res["methods"].items():
         p = res["paper_table2"].get(name, {})
         table.add_row(
             name,
-            f"{m['revenue_per_query']:.2f}",
-            f"{m['reward_per_query']:.2f}",
-            f"{m['itctr']:.3f}",
-            f"{m['ads_per_reply']:.2f}",
-            f"{m['format_error_rate']:.2f}",
+            cell(m, "revenue_per_query", ".2f"),
+            cell(m, "reward_per_query", ".2f"),
+            cell(m, "itctr", ".3f"),
+            cell(m, "ads_per_reply", ".2f"),
+            cell(m, "format_error_rate", ".2f"),
             str(p.get("revenue", "")),
             str(p.get("reward", "")),
         )
     console.print(table)
+    if "ad_writer" in res:
+        w = res["ad_writer"]
+        console.print(
+            f"ad-writer warm start ({w['examples']} replies, {w['steps']} steps): insertion rate "
+            f"{w['before']['insertion_rate']:.2f} -> {w['after']['insertion_rate']:.2f}, format-error rate "
+            f"{w['before']['format_error_rate']:.2f} -> {w['after']['format_error_rate']:.2f} "
+            f"({w['after']['replies']} held-out replies, unconstrained)"
+        )
     console.print(json.dumps(res["comparison"], indent=1))
     console.print(f"results: {out / 'results.json'}  figure: {out / 'llm_auction.png'}  ({res['total_s']:.0f} s)")

@@ -22,7 +22,7 @@ from adspace.simulate.llm_auction.format import ParsedReply, parse_reply
 from adspace.simulate.llm_auction.prompts import ad_writer_messages
 from adspace.simulate.llm_auction.users import Click, UserSimulator, clicked_vector
 
-__all__ = ["Rollout", "chat_fn", "draw_bids", "prompts_for", "rollout", "summarize"]
+__all__ = ["Rollout", "bootstrap_ci", "chat_fn", "draw_bids", "prompts_for", "rollout", "summarize"]
 
 
 @dataclass(frozen=True)
@@ -141,6 +141,7 @@ def summarize(
     expectation of the same estimate.
     """
     rev, rew, ads, errs, anyerr, itc, pay = [], [], [], [], [], [], []
+    per_query: dict[str, list[float]] = {k: [] for k in _CI_KEYS}
     for row in rollouts:
         if not row:
             continue
@@ -155,6 +156,12 @@ def summarize(
             ads.append(r.parsed.n_ads)
             errs.append(r.parsed.n_errors)
             anyerr.append(r.parsed.n_errors > 0)
+        k = len(row)
+        per_query["revenue_per_query"].append(float(np.mean(rev[-k:])))
+        per_query["reward_per_query"].append(float(np.mean(rew[-k:])))
+        per_query["itctr"].append(itc[-1])
+        per_query["ads_per_reply"].append(float(np.mean(ads[-k:])))
+        per_query["format_error_rate"].append(float(np.mean(anyerr[-k:])))
     if not rev:
         raise ValueError("rollouts: no replies to summarize")
     return {
@@ -167,7 +174,29 @@ def summarize(
         "format_error_rate": float(np.mean(anyerr)),
         "replies": len(rev),
         "queries": len(itc),
+        "ci95": {k: bootstrap_ci(v) for k, v in per_query.items()},
     }
+
+
+_CI_KEYS = ("revenue_per_query", "reward_per_query", "itctr", "ads_per_reply", "format_error_rate")
+
+
+def bootstrap_ci(values, *, level: float = 0.95, resamples: int = 2000, seed: int = 0) -> list[float]:
+    """Percentile bootstrap interval of the mean of per-query ``values`` (queries resampled with replacement).
+
+    The replies of one query share its bids, user and candidates, so the query is the unit resampled.
+    Deterministic for a given ``seed``.
+
+    >>> bootstrap_ci([1.0, 1.0, 1.0])
+    [1.0, 1.0]
+    """
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim != 1 or v.size == 0:
+        raise ValueError(f"values: need a non-empty 1-D sequence, got shape {v.shape}")
+    rng = np.random.default_rng(seed)
+    means = v[rng.integers(0, v.size, size=(resamples, v.size))].mean(axis=1)
+    a = (1.0 - level) / 2
+    return [float(np.quantile(means, a)), float(np.quantile(means, 1 - a))]
 
 
 def chat_fn(backend, *, seed: int | None = None) -> Callable[[list[list[dict]], float, int], list[str]]:

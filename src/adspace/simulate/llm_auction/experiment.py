@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +45,9 @@ import numpy as np
 from adspace.mechanisms import generative as gen
 from adspace.simulate.llm_auction.data import load_queries, split
 from adspace.simulate.llm_auction.environment import Rollout, draw_bids, prompts_for, score_texts, summarize
-from adspace.simulate.llm_auction.training import IRPOConfig, run_irpo
+from adspace.simulate.llm_auction.training import IRPOConfig, run_irpo, sample_replies
 from adspace.simulate.llm_auction.users import ClickModel
+from adspace.simulate.llm_auction.warmstart import WarmStartConfig, warm_start, warm_start_examples, writer_figures
 
 __all__ = ["ExperimentConfig", "PAPER_TABLE2", "run_experiment"]
 
@@ -65,19 +66,22 @@ class ExperimentConfig:
     """Scale of the experiment; :meth:`full` is the GPU config at the paper's scale."""
 
     n_train: int = 6
-    n_test: int = 6
+    n_test: int = 50
     n_candidates: int = 3
-    eval_samples: int = 2
+    eval_samples: int = 4
     mosaic_candidates: int = 4
     mosaic_tau: float = 5.0
     vcg_sigma: float = 1.0
-    sweep_queries: int = 2
-    sweep_bids: tuple[int, ...] = (1, 34, 67, 100)
-    sweep_samples: int = 3
+    sweep_queries: int = 4
+    sweep_bids: tuple[int, ...] = (1, 25, 50, 75, 100)
+    sweep_samples: int = 8
     oracle: bool = True
     seed: int = 0
     data: str | None = None
-    irpo: IRPOConfig = field(default_factory=lambda: IRPOConfig(max_new_tokens=40, max_pairs=8))
+    irpo: IRPOConfig = field(default_factory=lambda: IRPOConfig(max_new_tokens=40, max_pairs=8, constrained=True))
+    warm: WarmStartConfig | None = field(default_factory=WarmStartConfig)  # the ad-writer stage (None: skip)
+    n_warm: int = 48  # warm-start queries (disjoint from training and held-out queries)
+    writer_check: int = 12  # held-out queries (x 2 replies) for the ad-writer stage's before/after figures
 
     @classmethod
     def full(cls, **kw: Any) -> ExperimentConfig:
@@ -92,7 +96,7 @@ class ExperimentConfig:
             sweep_queries=20,
             sweep_bids=tuple(range(1, 101)),
             sweep_samples=200,
-            irpo=IRPOConfig.paper(),
+            irpo=IRPOConfig.paper(constrained=True, device="cuda"),
         )
         base.update(kw)
         return cls(**base)
@@ -102,16 +106,20 @@ def _flat(rolls: list[list[Rollout]]) -> list[Rollout]:
     return [r for row in rolls for r in row]
 
 
-def _sample_texts(backend, msgs, n, cfg: IRPOConfig, seed: int) -> list[list[str]]:
-    out = backend.sample(
-        msgs, n, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p, seed=seed
-    )
+def _sample_texts(backend, msgs, n, cfg: IRPOConfig, seed: int, queries=None) -> list[list[str]]:
+    """Replies as text; constrained (``cfg.constrained``) when the queries' candidates are given."""
+    if queries is not None and cfg.constrained:
+        out = sample_replies(backend, msgs, queries, n, cfg, seed)
+    else:
+        out = sample_replies(backend, msgs, [], n, replace(cfg, constrained=False), seed)
     return [[r.text for r in row] for row in out]
 
 
-def _evaluate_policy(backend, test, bids, user, cfg: ExperimentConfig, seed: int) -> tuple[dict, list[list[Rollout]]]:
+def _evaluate_policy(
+    backend, test, bids, user, cfg: ExperimentConfig, seed: int, *, constrained: bool = False
+) -> tuple[dict, list[list[Rollout]]]:
     msgs = prompts_for(test, bids, short=cfg.irpo.short_prompt)
-    texts = _sample_texts(backend, msgs, cfg.eval_samples, cfg.irpo, seed)
+    texts = _sample_texts(backend, msgs, cfg.eval_samples, replace(cfg.irpo, constrained=constrained), seed, test)
     rolls = score_texts(test, bids, msgs, texts, user)
     return summarize(rolls, lam=cfg.irpo.lam, ad_cost=cfg.irpo.ad_cost, error_cost=cfg.irpo.error_cost), rolls
 
@@ -176,7 +184,7 @@ def _sweep(backend, test, bids, user, cfg: ExperimentConfig, seed: int) -> dict:
         rows = np.repeat(bids[j : j + 1], len(cfg.sweep_bids), axis=0)
         rows[:, 0] = cfg.sweep_bids
         msgs = prompts_for([q] * len(cfg.sweep_bids), rows, short=cfg.irpo.short_prompt)
-        texts = _sample_texts(backend, msgs, cfg.sweep_samples, cfg.irpo, seed + j)
+        texts = _sample_texts(backend, msgs, cfg.sweep_samples, cfg.irpo, seed + j, [q] * len(cfg.sweep_bids))
         rolls = score_texts([q] * len(cfg.sweep_bids), rows, msgs, texts, user)
         itc, se, expo = [], [], []
         for row in rolls:
@@ -195,6 +203,33 @@ def _sweep(backend, test, bids, user, cfg: ExperimentConfig, seed: int) -> dict:
     return out
 
 
+def _copy_of(backend):
+    """A second backend with the same weights (the ad-writer after its warm start)."""
+    from adspace.models.llm import LocalLLM
+
+    other = LocalLLM(backend.path, device=backend.device)
+    other.model.load_state_dict(backend.model.state_dict())
+    return other
+
+
+def _writer_check(backend, test, bids, user, cfg: ExperimentConfig) -> dict:
+    """Insertion and format-error rates of unconstrained replies on the first ``writer_check`` held-out queries."""
+    qs, b = test[: cfg.writer_check], bids[: cfg.writer_check]
+    msgs = prompts_for(qs, b, short=cfg.irpo.short_prompt)
+    texts = _sample_texts(backend, msgs, 2, replace(cfg.irpo, constrained=False), cfg.seed + 5)
+    return writer_figures(score_texts(qs, b, msgs, texts, user))
+
+
+def _ad_writer_stage(backend, warm_q, test, bids, user, cfg: ExperimentConfig, rng) -> dict:
+    """The warm start (:mod:`.warmstart`) on ``warm_q``, with its figures on held-out queries before and after."""
+    before = _writer_check(backend, test, bids, user, cfg)
+    warm_bids = draw_bids(len(warm_q), cfg.n_candidates, rng, cfg.irpo.bid_low, cfg.irpo.bid_high)
+    examples = warm_start_examples(backend, warm_q, warm_bids, cfg.warm, short=cfg.irpo.short_prompt)
+    stats = warm_start(backend, examples, cfg.warm)
+    after = _writer_check(backend, test, bids, user, cfg)
+    return {"before": before, "after": after, **stats, "example": examples[0]["reply"]}
+
+
 def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, *, progress=None) -> dict:
     """Run everything; write ``results.json`` and ``llm_auction.png`` to ``out_dir``; return the results."""
     from adspace.models.llm import LocalLLM
@@ -203,8 +238,12 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, *, progress=None)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
-    queries = load_queries(cfg.n_train + cfg.n_test, data=cfg.data, n_candidates=cfg.n_candidates, seed=cfg.seed)
+    n_warm = cfg.n_warm if cfg.warm is not None else 0
+    queries = load_queries(
+        n_warm + cfg.n_train + cfg.n_test, data=cfg.data, n_candidates=cfg.n_candidates, seed=cfg.seed
+    )
     train, test = split(queries, cfg.n_test)
+    warm_q, train = train[:n_warm], train[n_warm:]
     user = ClickModel(seed=cfg.seed)
     rng = np.random.default_rng(cfg.seed + 10_000)
     test_bids = draw_bids(len(test), cfg.n_candidates, rng, cfg.irpo.bid_low, cfg.irpo.bid_high)
@@ -220,17 +259,27 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, *, progress=None)
         cpu[name] = time.process_time() - c
         return v
 
-    base = timed("load model", lambda: LocalLLM())
+    dev = cfg.irpo.device
+    base = timed("load model", lambda: LocalLLM(device=dev))
     results["model"] = base.name
-    results["methods"]["pretrained"], _ = timed(
-        "pretrained", lambda: _evaluate_policy(base, test, test_bids, user, cfg, cfg.seed + 1)
-    )
+    # the embedding VCG's separate slot needs no ad-writer: the base model answers with a plain prompt
     results["methods"]["vcg_slot"] = timed(
         "vcg_slot", lambda: _evaluate_vcg(base, test, test_bids, user, cfg, cfg.seed + 2)
     )
+    if cfg.warm is not None:
+        results["ad_writer"] = timed(
+            "ad-writer warm start", lambda: _ad_writer_stage(base, warm_q, test, test_bids, user, cfg, rng)
+        )
+    results["methods"]["pretrained"], _ = timed(
+        "pretrained", lambda: _evaluate_policy(base, test, test_bids, user, cfg, cfg.seed + 1)
+    )
+    results["methods"]["pretrained_constrained"], _ = timed(
+        "pretrained constrained",
+        lambda: _evaluate_policy(base, test, test_bids, user, cfg, cfg.seed + 1, constrained=True),
+    )
     sweep_pre = timed("sweep pretrained", lambda: _sweep(base, test, test_bids, user, cfg, cfg.seed + 3))
 
-    policy = LocalLLM(base.path)
+    policy = _copy_of(base)
     trained = timed(
         "train llm_auction", lambda: run_irpo(policy, train, cfg.irpo, out / "irpo_pctr", user=user, progress=say)
     )
@@ -242,9 +291,13 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, *, progress=None)
     results["methods"]["llm_auction"], _ = timed(
         "llm_auction", lambda: _evaluate_policy(policy, test, test_bids, user, cfg, cfg.seed + 1)
     )
+    results["methods"]["llm_auction_constrained"], _ = timed(
+        "llm_auction constrained",
+        lambda: _evaluate_policy(policy, test, test_bids, user, cfg, cfg.seed + 1, constrained=True),
+    )
     sweep_post = timed("sweep llm_auction", lambda: _sweep(policy, test, test_bids, user, cfg, cfg.seed + 3))
     if cfg.oracle:
-        oracle = LocalLLM(base.path)
+        oracle = _copy_of(base)
         ocfg = IRPOConfig(**{**asdict(cfg.irpo), "reward": "oracle"})
         ot = timed(
             "train llm_auction_oracle",
@@ -253,6 +306,10 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, *, progress=None)
         results["training"]["llm_auction_oracle"] = ot["epochs"]
         results["methods"]["llm_auction_oracle"], _ = timed(
             "llm_auction_oracle", lambda: _evaluate_policy(oracle, test, test_bids, user, cfg, cfg.seed + 1)
+        )
+        results["methods"]["llm_auction_oracle_constrained"], _ = timed(
+            "llm_auction_oracle constrained",
+            lambda: _evaluate_policy(oracle, test, test_bids, user, cfg, cfg.seed + 1, constrained=True),
         )
     results["bid_sweep"] = {"pretrained": sweep_pre, "llm_auction": sweep_post}
     results["timings_s"] = timings

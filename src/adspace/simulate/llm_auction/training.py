@@ -40,10 +40,42 @@ import numpy as np
 from adspace.mechanisms import generative as gen
 from adspace.simulate.llm_auction.data import AuctionQuery
 from adspace.simulate.llm_auction.environment import Rollout, draw_bids, prompts_for, score_texts
-from adspace.simulate.llm_auction.format import strip_markup
+from adspace.simulate.llm_auction.format import parse_reply, strip_markup
 from adspace.simulate.llm_auction.users import ClickModel, UserSimulator
 
-__all__ = ["IRPOConfig", "PCTRData", "PCTRModel", "explore_replies", "preference_pairs", "run_irpo"]
+__all__ = [
+    "IRPOConfig",
+    "PCTRData",
+    "PCTRModel",
+    "check_device",
+    "dpo_args",
+    "off_device",
+    "explore_replies",
+    "preference_pairs",
+    "run_irpo",
+    "sample_replies",
+]
+
+
+def check_device(device: str) -> str:
+    """``device`` if torch can place tensors there; ``ValueError`` naming ``device`` otherwise.
+
+    ``"cpu"`` always; ``"cuda"`` / ``"cuda:N"`` only when CUDA is available (a GPU run asked for on a
+    machine without one fails here, not halfway through training).
+    """
+    if not isinstance(device, str) or not device:
+        raise ValueError(f"device: must be a torch device string such as 'cpu' or 'cuda', got {device!r}")
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"device: {exc}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device: {device!r} was asked for but CUDA is not available on this machine")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device: only 'cpu' and 'cuda[:N]' are supported, got {device!r}")
+    return device
 
 
 @dataclass
@@ -78,6 +110,10 @@ class IRPOConfig:
     lora_alpha: int = 16
     lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
     bf16: bool = False
+    constrained: bool = False  # sample (and align by DPO) the constrained ad-writer (see .constrained)
+    candidate_reward: bool = True  # diagnostic: the policy's expected reward over its sampled replies, before/after DPO
+    precompute_ref: bool = True  # reference log-probs computed once per epoch, not at every DPO step
+    device: str = "cpu"  # one device for sampling, scoring, pCTR and DPO (the backend must be on it)
     # pCTR
     pctr_hidden: tuple[int, ...] = (128, 64, 32)
     pctr_user_dim: int = 64
@@ -99,6 +135,7 @@ class IRPOConfig:
             raise ValueError(f"samples: need at least 2 replies per query to form preference pairs, got {self.samples}")
         if self.delta_th < 0:
             raise ValueError(f"delta_th: must be >= 0, got {self.delta_th!r}")
+        check_device(self.device)
 
     @classmethod
     def paper(cls, **kw: Any) -> IRPOConfig:
@@ -197,15 +234,17 @@ class PCTRModel:
             width = h
         layers.append(nn.Linear(width, 1))
         self.mlp = nn.Sequential(*layers)
-        self.modules = nn.ModuleList([self.user, self.adp, self.mlp])
+        self.modules = nn.ModuleList([self.user, self.adp, self.mlp]).to(cfg.device)
+        self.device = cfg.device
         self.opt = torch.optim.Adam(self.modules.parameters(), lr=cfg.pctr_lr)
 
     def _inputs(self, query, reply, profile, ad, counts):
         import torch
 
         e = self.embedder.embed
-        q, y, h, a = (torch.as_tensor(e(list(x)), dtype=torch.float32) for x in (query, reply, profile, ad))
-        c = torch.log1p(torch.as_tensor(np.asarray(counts, dtype=np.float32).reshape(-1, 2)))
+        dev = self.device
+        q, y, h, a = (torch.as_tensor(e(list(x)), dtype=torch.float32, device=dev) for x in (query, reply, profile, ad))
+        c = torch.log1p(torch.as_tensor(np.asarray(counts, dtype=np.float32).reshape(-1, 2), device=dev))
         return q, y, h, a, c
 
     def _logits(self, q, y, h, a, c):
@@ -220,13 +259,13 @@ class PCTRModel:
         if len(data) == 0:
             return {"rows": 0}
         x = self._inputs(data.query, data.reply, data.profile, data.ad, data.counts)
-        y = torch.as_tensor(np.asarray(data.label, dtype=np.float32))
+        y = torch.as_tensor(np.asarray(data.label, dtype=np.float32), device=self.device)
         loss_fn = torch.nn.BCEWithLogitsLoss()
         g = torch.Generator().manual_seed(self.cfg.seed + len(data))
         with torch.no_grad():
             before = float(loss_fn(self._logits(*x), y))
         for _ in range(steps or self.cfg.pctr_steps):
-            idx = torch.randint(0, len(y), (min(self.cfg.pctr_batch, len(y)),), generator=g)
+            idx = torch.randint(0, len(y), (min(self.cfg.pctr_batch, len(y)),), generator=g).to(self.device)
             self.opt.zero_grad()
             loss = loss_fn(self._logits(*(t[idx] for t in x)), y[idx])
             loss.backward()
@@ -248,7 +287,7 @@ class PCTRModel:
         if rows:
             cols = list(zip(*rows, strict=True))
             with torch.no_grad():
-                p = torch.sigmoid(self._logits(*self._inputs(*cols[:5]))).double().numpy()
+                p = torch.sigmoid(self._logits(*self._inputs(*cols[:5]))).double().cpu().numpy()
             for (k, i), v in zip(where, p, strict=True):
                 out[k][i] = float(v)
         return out
@@ -289,7 +328,8 @@ def explore_replies(
     A 135M model almost never writes the markup by itself, so on-policy replies would all have reward 0
     and give no preference pairs. The edited replies are off-policy data for DPO (which does not require
     on-policy samples); they let the preference signal (relevance, nativeness, bid) reach the model.
-    ``share = 0`` is the paper's purely on-policy IRPO.
+    ``share = 0`` is the paper's purely on-policy IRPO. Only an ad the reply does not carry yet is inserted
+    (a second insertion of the same ad would be a format error, which constrained decoding never writes).
     """
     if not 0.0 <= share <= 1.0:
         raise ValueError(f"explore: must be in [0, 1], got {share!r}")
@@ -298,7 +338,11 @@ def explore_replies(
         new = []
         for t in row:
             if share > 0 and rng.random() < share:
-                ad = q.candidates[int(rng.integers(len(q.candidates)))]
+                fresh = [k for k in range(len(q.candidates)) if k not in parse_reply(t, q.candidates).indices]
+                if not fresh:
+                    new.append(t)
+                    continue
+                ad = q.candidates[fresh[int(rng.integers(len(fresh)))]]
                 ins = f"{_CONNECTIVES[int(rng.integers(len(_CONNECTIVES)))]} {ad.markup()}."
                 cut = t.find(". ")
                 if cut >= 0 and rng.random() < 0.5:
@@ -323,6 +367,21 @@ def _reply_rewards(rows: Sequence[Rollout], cfg: IRPOConfig, pctr: PCTRModel | N
     ]
 
 
+def _writable_pairs(backend, pairs: list[dict], msgs, queries) -> tuple[list[dict], int]:
+    """The pairs whose two replies the constrained ad-writer could have written, and how many were not."""
+    from adspace.simulate.llm_auction.constrained import MarkupConstraint, completion_ids, token_table
+
+    table = token_table(backend.tokenizer)
+    cons = {backend.render(m): MarkupConstraint(table, q.candidates) for m, q in zip(msgs, queries, strict=True)}
+    keep = []
+    for p in pairs:
+        con = cons[p["prompt"]]
+        sides = (completion_ids(backend.tokenizer, p["prompt"], p[k]) for k in ("chosen", "rejected"))
+        if all(con.writable(ids, eos=backend.eos_id) for ids in sides):
+            keep.append(p)
+    return keep, len(pairs) - len(keep)
+
+
 def _candidate_reward(backend, prompts, texts, rewards) -> float:
     """Mean over queries of ``Σ_j softmax_j(log π(y_j|x))·r_j`` over the query's sampled replies: the
     policy's expected reward restricted to those replies (teacher-forced, deterministic)."""
@@ -343,22 +402,34 @@ def _candidate_reward(backend, prompts, texts, rewards) -> float:
 # --------------------------------------------------------------------------------------------------
 
 
-def _dpo_epoch(backend, pairs: list[dict], cfg: IRPOConfig, out_dir: Path, epoch: int) -> dict:
-    """Train the backend's model with DPO on ``pairs``; reference = the model as it is now."""
+def off_device(module, device: str) -> list[str]:
+    """The devices other than ``device`` that hold a parameter or buffer of ``module`` (empty when none)."""
     import torch
-    from datasets import Dataset
-    from transformers.utils import logging as hf_logging
-    from trl import DPOConfig, DPOTrainer
 
-    hf_logging.set_verbosity_error()
-    import datasets
+    want = torch.device(device)
+    seen = set()
+    for t in list(module.parameters()) + list(module.buffers()):
+        d = t.device
+        if d.type != want.type or (want.index is not None and d.index != want.index):
+            seen.add(str(d))
+    return sorted(seen)
 
-    datasets.disable_progress_bars()
-    model = backend.model
-    tok = backend.tokenizer
-    steps_per_epoch = math.ceil(len(pairs) / (cfg.batch_size * cfg.grad_accum))
-    args = DPOConfig(
-        output_dir=str(out_dir / f"epoch_{epoch}" / "trainer"),
+
+def dpo_args(cfg: IRPOConfig, output_dir: str | Path, n_pairs: int, epoch: int = 1):
+    """TRL's ``DPOConfig`` for one IRPO epoch, on ``cfg.device`` and nowhere else.
+
+    ``use_cpu`` follows ``cfg.device``, not ``torch.cuda.is_available()``: a CPU run on a machine with a
+    GPU trains on the CPU, where the backend samples (TRL would otherwise move the model to CUDA behind
+    the sampler's back). With ``cfg.precompute_ref`` the reference log-probabilities of every pair are
+    computed once before training (with LoRA the reference is the adapter-disabled model), not again at
+    every step of every pass.
+    """
+    from trl import DPOConfig
+
+    dev = check_device(cfg.device)
+    steps_per_epoch = math.ceil(n_pairs / (cfg.batch_size * cfg.grad_accum))
+    return DPOConfig(
+        output_dir=str(output_dir),
         beta=cfg.dpo_beta,
         learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_scheduler,
@@ -369,14 +440,71 @@ def _dpo_epoch(backend, pairs: list[dict], cfg: IRPOConfig, out_dir: Path, epoch
         logging_steps=1,
         save_strategy="no",
         report_to=[],
-        use_cpu=not torch.cuda.is_available(),
+        use_cpu=dev.startswith("cpu"),
         bf16=cfg.bf16,
         seed=cfg.seed + epoch,
         disable_tqdm=True,
         max_length=None,
         dataset_num_proc=None,
+        precompute_ref_log_probs=cfg.precompute_ref,
         gradient_checkpointing=False,  # TRL turns it on by default: recomputation costs time, memory is no issue here
     )
+
+
+def sample_replies(backend, msgs, queries: Sequence[AuctionQuery], n: int, cfg: IRPOConfig, seed: int):
+    """``n`` replies per prompt from the ad-writer, constrained (:mod:`.constrained`) when ``cfg.constrained``."""
+    kw = dict(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p, seed=seed)
+    if cfg.constrained:
+        from adspace.simulate.llm_auction.constrained import sample_constrained
+
+        return sample_constrained(backend, msgs, [q.candidates for q in queries], n, **kw)
+    return backend.sample(msgs, n, **kw)
+
+
+def _dpo_epoch(
+    backend, pairs: list[dict], cfg: IRPOConfig, out_dir: Path, epoch: int, candidates: dict | None = None
+) -> dict:
+    """Train the backend's model with DPO on ``pairs``; reference = the model as it is now.
+
+    ``candidates`` (prompt token ids -> candidate ads) makes DPO use the constrained distribution's
+    log-probabilities (:class:`~.constrained.ConstrainedLogProbs`) for policy and reference alike.
+    """
+    from datasets import Dataset
+    from transformers.utils import logging as hf_logging
+    from trl import DPOTrainer as _DPOTrainer
+
+    hf_logging.set_verbosity_error()
+    import datasets
+
+    datasets.disable_progress_bars()
+    model = backend.model
+    tok = backend.tokenizer
+    if off_device(model, cfg.device):
+        raise ValueError(
+            f"device: the IRPO config says {cfg.device!r} but the backend's model has tensors on "
+            f"{off_device(model, cfg.device)} (build the backend with LocalLLM(device=cfg.device))"
+        )
+    args = dpo_args(cfg, out_dir / f"epoch_{epoch}" / "trainer", len(pairs), epoch)
+
+    def _constrain(trainer) -> None:
+        # after TRL's fused LM head is added, before any log-probability (the precomputed reference included)
+        if not candidates or getattr(trainer, "_adspace_constrained", False):
+            return
+        from peft import PeftModel
+
+        from adspace.simulate.llm_auction.constrained import ConstrainedLogProbs
+
+        m = trainer.model
+        ConstrainedLogProbs(tok, candidates).patch(m.get_base_model() if isinstance(m, PeftModel) else m)
+        if trainer.ref_model is not None:
+            ConstrainedLogProbs(tok, candidates).patch(trainer.ref_model)
+        trainer._adspace_constrained = True
+
+    class DPOTrainer(_DPOTrainer):
+        def _precompute_ref_logps(self, *a, **kw):
+            _constrain(self)
+            return super()._precompute_ref_logps(*a, **kw)
+
     model.train()
     if cfg.use_lora:
         from peft import LoraConfig, get_peft_model
@@ -401,6 +529,7 @@ def _dpo_epoch(backend, pairs: list[dict], cfg: IRPOConfig, out_dir: Path, epoch
         trainer = DPOTrainer(
             model=model, ref_model=ref, args=args, train_dataset=Dataset.from_list(pairs), processing_class=tok
         )
+    _constrain(trainer)
     trainer.train()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     margins = [h.get("rewards/margins") for h in trainer.state.log_history if "rewards/margins" in h]
@@ -411,6 +540,9 @@ def _dpo_epoch(backend, pairs: list[dict], cfg: IRPOConfig, out_dir: Path, epoch
     else:
         model.save_pretrained(ckpt / "model")
     backend.model.eval()
+    moved = off_device(backend.model, cfg.device)
+    if moved:  # pragma: no cover - would be a TRL/accelerate regression; dpo_args pins the device
+        raise RuntimeError(f"DPO moved the model off {cfg.device!r} to {moved}")
     return {"dpo_losses": losses, "dpo_margins": margins, "dpo_steps": len(losses)}
 
 
@@ -446,14 +578,7 @@ def run_irpo(
         bids = draw_bids(len(queries), len(queries[0].candidates), rng, cfg.bid_low, cfg.bid_high)
         msgs = prompts_for(queries, bids, short=cfg.short_prompt)
         say(f"epoch {epoch + 1}/{cfg.epochs}: sampling {cfg.samples} replies x {len(queries)} queries")
-        replies = backend.sample(
-            msgs,
-            cfg.samples,
-            max_new_tokens=cfg.max_new_tokens,
-            temperature=cfg.temperature,
-            top_p=cfg.top_p,
-            seed=cfg.seed * 1000 + epoch,
-        )
+        replies = sample_replies(backend, msgs, queries, cfg.samples, cfg, seed=cfg.seed * 1000 + epoch)
         texts = explore_replies([[r.text for r in row] for row in replies], queries, cfg.explore, rng)
         rolls = score_texts(queries, bids, msgs, texts, user)
         t_sample = time.perf_counter() - t0
@@ -466,6 +591,11 @@ def run_irpo(
             prompt = backend.render(m)
             for c, r in preference_pairs(rw, cfg.delta_th):
                 pairs.append({"prompt": prompt, "chosen": row[c].text, "rejected": row[r].text})
+        unwritable = 0
+        if cfg.constrained:
+            # DPO aligns the constrained distribution: a pair with a reply it gives probability 0 (as TRL
+            # tokenizes it) has no finite log-ratio; such pairs are dropped and counted
+            pairs, unwritable = _writable_pairs(backend, pairs, msgs, queries)
         if cfg.max_pairs is not None and len(pairs) > cfg.max_pairs:
             keep = rng.choice(len(pairs), size=cfg.max_pairs, replace=False)
             pairs = [pairs[int(k)] for k in sorted(keep)]
@@ -475,6 +605,7 @@ def run_irpo(
         metrics: dict[str, Any] = {
             "epoch": epoch + 1,
             "pairs": len(pairs),
+            "pairs_unwritable": unwritable,
             "sampled_reward_model": float(np.mean([np.mean(r) for r in rewards])),
             "sampled_reward_clicks": float(np.mean([np.mean(r) for r in realised])),
             "sampled_revenue": float(np.mean([r.revenue() for row in rolls for r in row])),
@@ -485,12 +616,14 @@ def run_irpo(
         }
         if pairs:
             say(f"epoch {epoch + 1}/{cfg.epochs}: DPO on {len(pairs)} pairs")
-            before = _candidate_reward(backend, msgs, texts, rewards)
+            before = _candidate_reward(backend, msgs, texts, rewards) if cfg.candidate_reward else None
             t1 = time.perf_counter()
-            metrics.update(_dpo_epoch(backend, pairs, cfg, out, epoch + 1))
+            cands = {tuple(backend.prompt_ids(m)): q.candidates for m, q in zip(msgs, queries, strict=True)}
+            metrics.update(_dpo_epoch(backend, pairs, cfg, out, epoch + 1, cands if cfg.constrained else None))
             metrics["seconds_dpo"] = time.perf_counter() - t1
             metrics["candidate_reward_before"] = before
-            metrics["candidate_reward_after"] = _candidate_reward(backend, msgs, texts, rewards)
+            if cfg.candidate_reward:
+                metrics["candidate_reward_after"] = _candidate_reward(backend, msgs, texts, rewards)
         else:
             metrics.update({"dpo_losses": [], "dpo_steps": 0})
         ckpt = out / f"epoch_{epoch + 1}"
