@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from adspace.mechanisms import generative as gen
+from adspace.simulate import stats
 from adspace.simulate.llm_auction.data import AuctionQuery
 from adspace.simulate.llm_auction.format import ParsedReply, parse_reply
 from adspace.simulate.llm_auction.prompts import ad_writer_messages
@@ -182,10 +183,9 @@ _CI_KEYS = ("revenue_per_query", "reward_per_query", "itctr", "ads_per_reply", "
 
 
 def bootstrap_ci(values, *, level: float = 0.95, resamples: int = 2000, seed: int = 0) -> list[float]:
-    """Percentile bootstrap interval of the mean of per-query ``values`` (queries resampled with replacement).
-
-    The replies of one query share its bids, user and candidates, so the query is the unit resampled.
-    Deterministic for a given ``seed``.
+    """``[low, high]``: percentile bootstrap interval of the mean of per-query ``values``, by
+    :func:`adspace.simulate.stats.bootstrap_ci` (the project's one bootstrap; queries are the unit
+    resampled: the replies of one query share its bids, user and candidates). Deterministic by ``seed``.
 
     >>> bootstrap_ci([1.0, 1.0, 1.0])
     [1.0, 1.0]
@@ -193,10 +193,8 @@ def bootstrap_ci(values, *, level: float = 0.95, resamples: int = 2000, seed: in
     v = np.asarray(values, dtype=np.float64)
     if v.ndim != 1 or v.size == 0:
         raise ValueError(f"values: need a non-empty 1-D sequence, got shape {v.shape}")
-    rng = np.random.default_rng(seed)
-    means = v[rng.integers(0, v.size, size=(resamples, v.size))].mean(axis=1)
-    a = (1.0 - level) / 2
-    return [float(np.quantile(means, a)), float(np.quantile(means, 1 - a))]
+    iv = stats.bootstrap_ci(v, level=level, n_resamples=resamples, seed=seed)
+    return [iv.low, iv.high]
 
 
 def chat_fn(backend, *, seed: int | None = None) -> Callable[[list[list[dict]], float, int], list[str]]:
