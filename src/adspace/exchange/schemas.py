@@ -55,6 +55,13 @@ def check_embedding(v: list[float] | None, field: str) -> list[float] | None:
     return v
 
 
+def check_sigma(v: float | None) -> float | None:
+    """A reach σ, when given, of at least ``MIN_SIGMA`` (the error names ``sigma``)."""
+    if v is not None and v < MIN_SIGMA:
+        raise ValueError(f"sigma: must be >= {MIN_SIGMA:g}, got {v!r}")
+    return v
+
+
 def normalize_keyword(k: str) -> str:
     """Keywords match case-insensitively, with runs of whitespace collapsed."""
     return " ".join(k.lower().split())
@@ -139,9 +146,7 @@ class CampaignCreate(_In):
     @field_validator("sigma")
     @classmethod
     def _sigma(cls, v):
-        if v is not None and v < MIN_SIGMA:
-            raise ValueError(f"sigma: must be >= {MIN_SIGMA:g}, got {v!r}")
-        return v
+        return check_sigma(v)
 
     @model_validator(mode="after")
     def _one_target(self):
@@ -196,9 +201,7 @@ class CampaignUpdate(_In):
     @field_validator("sigma")
     @classmethod
     def _sigma(cls, v):
-        if v is not None and v < MIN_SIGMA:
-            raise ValueError(f"sigma: must be >= {MIN_SIGMA:g}, got {v!r}")
-        return v
+        return check_sigma(v)
 
     @model_validator(mode="after")
     def _fields(self):
@@ -459,9 +462,7 @@ class ReachRequest(_In):
     @field_validator("sigma")
     @classmethod
     def _sigma(cls, v):
-        if v is not None and v < MIN_SIGMA:
-            raise ValueError(f"sigma: must be >= {MIN_SIGMA:g}, got {v!r}")
-        return v
+        return check_sigma(v)
 
     @model_validator(mode="after")
     def _size(self):
