@@ -6,7 +6,7 @@ lazily, before the next auction; money (spent, held, daily use) and status chang
 change made by a committed transaction is applied before the request that made it returns, so the
 next auction sees it.
 
-Keyword campaigns (σ → 0, seed 000 §6). A keyword campaign sits at the point of each of its keywords
+Keyword campaigns (σ → 0, Kim 2026, §6). A keyword campaign sits at the point of each of its keywords
 (the keyword's embedding), one row of the market per keyword. When a request's keywords include a
 keyword that campaigns bid on, the auction runs at that keyword's point: the keyword's campaigns sit
 at distance 0 there (reported value = bid, whatever σ), every embedding campaign is scored at the

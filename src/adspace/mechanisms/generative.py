@@ -1,4 +1,4 @@
-"""LLM-Auction: the quantities of the generative auction (Zhao et al. 2025, seeds 001/003), in float64.
+"""LLM-Auction: the quantities of the generative auction (Zhao et al., arXiv 2512.10551), in float64.
 
 The LLM is the allocation rule: for a query ``x``, a user profile ``h``, candidate ads ``a`` and bids
 ``b`` it writes a reply ``y ~ π_θ(·|x, h, a, b)`` with ads inline as ``@Ad Title@[Ad-ID]``. This module

@@ -1,4 +1,4 @@
-"""The geometry of the embedding-space auction (seed 000, §5).
+"""The geometry of the embedding-space auction (Kim 2026, §5).
 
 Three views of the same allocation:
 
@@ -52,7 +52,7 @@ def power_distance(x: ArrayLike, site: ArrayLike, weight: ArrayLike) -> NDArray[
 
 
 def equal_sigma_weight(sigma: ArrayLike, bid: ArrayLike) -> NDArray[np.float64]:
-    """Weight ``σ² log b`` of an advertiser in the equal-reach power diagram (seed 000 §5.1)."""
+    """Weight ``σ² log b`` of an advertiser in the equal-reach power diagram (Kim 2026, §5.1)."""
     sigma = _f64(sigma)
     return sigma * sigma * np.log(_f64(bid))
 
@@ -65,7 +65,7 @@ def lift_query_paraboloid(x: ArrayLike) -> NDArray[np.float64]:
 
 
 def lifted_site(center: ArrayLike, sigma: ArrayLike) -> NDArray[np.float64]:
-    """Lifted site ``(σ⁻² c, −σ⁻²/2)`` of seed 000 §5.2, shape ``(..., d + 1)``."""
+    """Lifted site ``(σ⁻² c, −σ⁻²/2)`` of Kim 2026 §5.2, shape ``(..., d + 1)``."""
     c = _f64(center)
     inv = 1.0 / np.square(_f64(sigma))
     inv = np.broadcast_to(inv, c.shape[:-1])
@@ -73,7 +73,7 @@ def lifted_site(center: ArrayLike, sigma: ArrayLike) -> NDArray[np.float64]:
 
 
 def lifted_weight(center: ArrayLike, sigma: ArrayLike, bid: ArrayLike) -> NDArray[np.float64]:
-    """Lifted weight ``‖σ⁻² c‖² + σ⁻⁴/4 − σ⁻² ‖c‖² + log b`` of seed 000 §5.2."""
+    """Lifted weight ``‖σ⁻² c‖² + σ⁻⁴/4 − σ⁻² ‖c‖² + log b`` of Kim 2026 §5.2."""
     c = _f64(center)
     inv = 1.0 / np.square(_f64(sigma))
     c2 = np.einsum("...k,...k->...", c, c)

@@ -1,4 +1,4 @@
-"""MOSAIC: truthful aggregation of LLM replies (Soumalias, Zamanlooy, Weissteiner, Seuken; seed 002).
+"""MOSAIC: truthful aggregation of LLM replies (Soumalias, Zamanlooy, Weissteiner, Seuken; arXiv 2405.05905).
 
 A user query ``x`` has ``M`` candidate replies ``y_1..y_M`` drawn i.i.d. from a generating LLM
 ``π_gen`` (``π_ref`` in the *baseline*, the context-aware ``π_con(·|x; c)`` in the *context-aware*

@@ -1,4 +1,4 @@
-"""Embedding-space VCG: the power-diagram auction of seed 000 (Kim 2026), exact in float64.
+"""Embedding-space VCG: the power-diagram auction of J. Kim, "Formally Verified VCG Mechanisms for Advertising in Embedding Spaces" (2026), exact in float64.
 
 An advertiser reports a center ``c`` (its customer in embedding space), a reach ``σ > 0`` and a bid
 ``b > 0`` (the value of an impression exactly at the center). A conversation embeds to ``x``.
@@ -147,7 +147,7 @@ class Report(NamedTuple):
 
 
 class Valuation(NamedTuple):
-    """An advertiser's private valuation ``(center, σ*, v)`` (isotropic Gaussian, seed 000 §2)."""
+    """An advertiser's private valuation ``(center, σ*, v)`` (isotropic Gaussian, Kim 2026, §2)."""
 
     center: NDArray[np.float64]
     sigma: float
@@ -251,7 +251,7 @@ class Market:
     def _prepare(self) -> None:
         """Build the float32 filter matrix ``[2c'/σ², −1/σ², log b − ‖c'‖²/σ², 1/σ², t, 1]`` (c' = c − origin).
 
-        The first ``d + 2`` columns are the inner-product lift of seed 000 (translated); the last three
+        The first ``d + 2`` columns are the inner-product lift of Kim 2026 (translated); the last three
         carry the error bound, so one GEMM with the query row ``[x', ‖x'‖², 1, s, 1, w]`` yields a
         certified *upper bound* ``S̃_ij + E_ij`` on every score (see :meth:`_query_rows`).
         """

@@ -6,11 +6,11 @@ reply, and an ad in a separate slot if any), each advertiser's payment, and mech
 
 Adapters here:
 
-* :class:`EmbeddingVCG` -- the embedding-space VCG of seed 000 with the ad as a **separate slot**: the
+* :class:`EmbeddingVCG` -- the embedding-space VCG of Kim 2026 with the ad as a **separate slot**: the
   query and each advertiser's "name: description" are embedded (all-MiniLM-L6-v2), the auction is
   cleared by :func:`adspace.mechanisms.vcg.clear` (the one scoring kernel), the winner pays the Clarke
   pivot. The reply, if a reply model is given, is the plain assistant's answer, untouched by the ad.
-* :class:`MosaicMechanism` -- MOSAIC (seed 002): M candidate replies from π_ref or the context-aware
+* :class:`MosaicMechanism` -- MOSAIC (Soumalias et al., arXiv 2405.05905): M candidate replies from π_ref or the context-aware
   π_con, rewards ``log π_i − log π_ref`` from the advertisers' LLMs, Algorithm 1 picks the reply,
   Rochet payments with the §5.3 offset.
 

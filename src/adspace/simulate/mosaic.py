@@ -1,4 +1,4 @@
-"""The MOSAIC study on text (seed 002, §6 and EC.3): the auction run on a real LLM, and its metrics.
+"""The MOSAIC study on text (Soumalias et al., arXiv 2405.05905, §6 and EC.3): the auction run on a real LLM, and its metrics.
 
 Per instance (a query, two advertisers, a seed) and per version of the mechanism:
 

@@ -1,4 +1,4 @@
-"""LLM-Auction (seeds 001/003): ad-integrated generation, simulated users, the pCTR model and IRPO training.
+"""LLM-Auction (Zhao et al., arXiv 2512.10551): ad-integrated generation, simulated users, the pCTR model and IRPO training.
 
 Layers: :mod:`.format` parses the ``@Ad Title@[Ad-ID]`` markup (text only); :mod:`.prompts` builds the
 ad-writer and user-judge prompts; :mod:`.users` holds the user simulators and synthetic profiles;

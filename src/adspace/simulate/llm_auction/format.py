@@ -2,7 +2,7 @@
 
 The ad-writing LLM inserts an ad by writing its title between two ``@`` followed by its id in brackets:
 ``... try the @Trail Runner 5@[Ad-0042] for rocky paths ...``. Title and id must be copied exactly
-from the candidate list (seed 001, rule [3]: "the ad title and ad ID must strictly follow the candidate
+from the candidate list (Zhao et al., arXiv 2512.10551, rule [3]: "the ad title and ad ID must strictly follow the candidate
 ad list. Severe penalties will be applied for incorrect insertion format or incorrect ad-related
 information").
 

@@ -1,4 +1,4 @@
-"""Prompts of the LLM-Auction simulation (seed 001, Appendix: rules [3]-[6] for the ad-writer, [7]-[11] for the user).
+"""Prompts of the LLM-Auction simulation (Zhao et al., arXiv 2512.10551, Appendix: rules [3]-[6] for the ad-writer, [7]-[11] for the user).
 
 Both prompts are chat messages (``[{"role": ..., "content": ...}]``) so that every backend applies its
 own chat template. The ad-writer sees the query, the user profile and the candidate ads with their id,
@@ -96,6 +96,6 @@ def ad_writer_messages(
 
 
 def user_judge_messages(query: str, profile: str, reply: str) -> list[dict]:
-    """Chat messages for the LLM-as-judge user (rules [7]-[11] of seed 001)."""
+    """Chat messages for the LLM-as-judge user (rules [7]-[11] of Zhao et al., arXiv 2512.10551)."""
     user = f"# Your Profile:\n{profile}\n# Your Question:\n{query}\n## AI Assistant's Answer:\n{reply}\n# Your click feedback (JSON list):"
     return [{"role": "system", "content": USER_RULES}, {"role": "user", "content": user}]

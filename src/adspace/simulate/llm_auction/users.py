@@ -20,7 +20,7 @@ inserted ads it clicks (:class:`Click`, one per inserted ad, in order). Implemen
   written into a reply about it gets ``p ≈ 0.6-0.8``, an unrelated ad dropped into unrelated text
   ``p ≈ 0.05``. The click itself is ``u < p`` with ``u`` a uniform number hashed from (seed, query id,
   ad id, reply text): the same reply always gets the same clicks, different replies independent draws.
-* :class:`LLMJudgeUser`: the LLM-as-judge of the paper. The user prompt of seed 001 (question, profile,
+* :class:`LLMJudgeUser`: the LLM-as-judge of the paper. The user prompt of Zhao et al. (arXiv 2512.10551) (question, profile,
   reply) through a chat backend, strict JSON output ``[{"ad_id", "clicked", "reason"}]`` validated by
   :func:`parse_judge_output` (a list, exactly one entry per inserted ad, no extra ids, booleans for
   ``clicked``), up to ``max_retries`` retries, then a logged fallback (the click model, or no clicks).
@@ -229,7 +229,7 @@ ChatFn = Callable[[list[list[dict]], float, int], list[str]]
 
 @dataclass
 class LLMJudgeUser:
-    """The LLM-as-judge user of seed 001, over a chat function.
+    """The LLM-as-judge user of Zhao et al. (arXiv 2512.10551), over a chat function.
 
     Parameters
     ----------
