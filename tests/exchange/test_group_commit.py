@@ -23,7 +23,7 @@ from .test_billing_ledger import ledger_invariants
 def test_60_parallel_auctions_never_overspend_a_budget_of_5(server_factory, backend):
     # The per-publisher hold cap (a griefing bound) would stop one publisher at one hold: off here, so
     # the budget condition alone decides.
-    srv = server_factory(backend, {"ADSPACE_PUBLISHER_HOLD_CAP_BPS": "0"})
+    srv = server_factory(backend, {"ADSPACE_PUBLISHER_HOLD_CAP_BPS": "10000"})
     adv, pub = new_advertiser(srv), new_publisher(srv)
     (axis,) = isolated_dims(1)
     bid = 2_000_000
@@ -60,7 +60,7 @@ def exchange(tmp_path):
     from adspace.exchange.services import Exchange
 
     settings = replace(
-        Settings(), database_url=f"sqlite:///{tmp_path / 'ex.db'}", preload_model=False, publisher_hold_cap_bps=0
+        Settings(), database_url=f"sqlite:///{tmp_path / 'ex.db'}", preload_model=False, publisher_hold_cap_bps=10_000
     )
     ex = Exchange(settings)
     ex.migrate()

@@ -28,8 +28,11 @@ DEADLINE = 1.0  # seconds for a change made through A to be used by B's auctions
 def pair(tmp_path_factory):
     db = Database("postgresql", tmp_path_factory.mktemp("mp"))
     log_dir = tmp_path_factory.mktemp("mp-logs")
-    a = Server(db.url, log_dir=log_dir).start()
-    b = Server(db.url, log_dir=log_dir).start()
+    # The per-publisher cap on unbilled holds (a griefing bound, kept per process) is off: these tests
+    # check that the budget itself is never overspent across processes.
+    env = {"ADSPACE_PUBLISHER_HOLD_CAP_BPS": "10000"}
+    a = Server(db.url, env=env, log_dir=log_dir).start()
+    b = Server(db.url, env=env, log_dir=log_dir).start()
     yield a, b, db
     a.stop()
     b.stop()

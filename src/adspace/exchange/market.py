@@ -62,6 +62,7 @@ class CampaignState:
     body: str = ""
     url: str = ""
     order: tuple = ()
+    updated: float = 0.0  # the row's updated_at (POSIX seconds): a read older than the market's is stale
 
 
 @dataclass
@@ -158,6 +159,18 @@ class LiveMarket:
         """
         with self._lock:
             old = self._camps.get(state.id)
+            if old is not None and state.updated < old.updated:
+                # A stale read (another process's listener read the row before a newer change was
+                # applied here): keep the newer report; only its money can be newer.
+                self.set_money(
+                    state.id,
+                    spent=state.spent_micros,
+                    held=state.held_micros,
+                    daily_day=state.daily_day,
+                    daily_used=state.daily_used_micros,
+                    version=state.money_version,
+                )
+                return
             if old is not None and old.money_version > state.money_version:
                 state.spent_micros, state.held_micros = old.spent_micros, old.held_micros
                 state.daily_day, state.daily_used_micros = old.daily_day, old.daily_used_micros

@@ -45,6 +45,7 @@ def campaign_state(c: Campaign, keywords: dict[str, np.ndarray]) -> CampaignStat
         body=c.creative_body,
         url=c.creative_url,
         order=(as_utc(c.created_at).timestamp(), c.id),
+        updated=as_utc(c.updated_at).timestamp() if c.updated_at is not None else 0.0,
     )
 
 
