@@ -162,14 +162,7 @@ class LiveMarket:
             if old is not None and state.updated < old.updated:
                 # A stale read (another process's listener read the row before a newer change was
                 # applied here): keep the newer report; only its money can be newer.
-                self.set_money(
-                    state.id,
-                    spent=state.spent_micros,
-                    held=state.held_micros,
-                    daily_day=state.daily_day,
-                    daily_used=state.daily_used_micros,
-                    version=state.money_version,
-                )
+                self.set_money_of(state)
                 return
             if old is not None and old.money_version > state.money_version:
                 state.spent_micros, state.held_micros = old.spent_micros, old.held_micros
@@ -213,6 +206,17 @@ class LiveMarket:
             c.money_version = int(version)
             if not self._dirty:
                 self._write_money(self._pos[campaign_id], c)
+
+    def set_money_of(self, state: CampaignState) -> None:
+        """:meth:`set_money` with the money columns of a state read from the database."""
+        self.set_money(
+            state.id,
+            spent=state.spent_micros,
+            held=state.held_micros,
+            daily_day=state.daily_day,
+            daily_used=state.daily_used_micros,
+            version=state.money_version,
+        )
 
     def _write_terms(self, i: int, c: CampaignState) -> None:
         a = self._arr

@@ -121,14 +121,7 @@ class MarketSync:
             state = campaign_state(c, points.get(c.id, {}))
             old = market.get(c.id)
             if old is not None and _report_key(old) == _report_key(state):
-                market.set_money(
-                    c.id,
-                    spent=state.spent_micros,
-                    held=state.held_micros,
-                    daily_day=state.daily_day,
-                    daily_used=state.daily_used_micros,
-                    version=state.money_version,
-                )
+                market.set_money_of(state)
             else:
                 market.upsert(state)
         self.applied += len(camps)
