@@ -32,9 +32,9 @@ def llm_auction(
     max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", help="Reply length cap in tokens."),
     oracle: bool = typer.Option(True, "--oracle/--no-oracle", help="Also train the Oracle variant."),
     warm: bool = typer.Option(
-        True,
+        False,
         "--warm-start/--no-warm-start",
-        help="The ad-writer stage: a supervised warm start on ad-integrated replies before IRPO.",
+        help="Before IRPO, a supervised warm start of the ad-writer on ad-integrated replies (off by default).",
     ),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option(
@@ -59,7 +59,11 @@ def llm_auction(
     cfg = ExperimentConfig.full() if full else ExperimentConfig()
     over = {k: v for k, v in dict(n_train=n_train, n_test=n_test).items() if v is not None}
     cfg = replace(cfg, oracle=oracle, seed=seed, data=str(data) if data else None, **over)
-    if not warm:
+    if warm and cfg.warm is None:
+        from adspace.simulate.llm_auction.warmstart import WarmStartConfig
+
+        cfg = replace(cfg, warm=WarmStartConfig())
+    elif not warm:
         cfg = replace(cfg, warm=None)
     irpo_over = {
         k: v for k, v in dict(epochs=epochs, samples=samples, max_new_tokens=max_new_tokens).items() if v is not None
@@ -105,10 +109,17 @@ def llm_auction(
             str(p.get("reward", "")),
         )
     console.print(table)
-    if "ad_writer" in res:
-        w = res["ad_writer"]
+    w = res.get("ad_writer", {})
+    if "prompt_only" in w:
+        a, c = w["prompt_only"], w["constrained"]
         console.print(
-            f"ad-writer warm start ({w['examples']} replies, {w['steps']} steps): insertion rate "
+            f"pre-trained ad-writer ({a['replies']} held-out replies): insertion rate {a['insertion_rate']:.2f}, "
+            f"format-error rate {a['format_error_rate']:.2f} with the prompt alone; {c['insertion_rate']:.2f} and "
+            f"{c['format_error_rate']:.2f} with constrained decoding"
+        )
+    if "before" in w:
+        console.print(
+            f"supervised warm start ({w['examples']} replies, {w['steps']} steps): insertion rate "
             f"{w['before']['insertion_rate']:.2f} -> {w['after']['insertion_rate']:.2f}, format-error rate "
             f"{w['before']['format_error_rate']:.2f} -> {w['after']['format_error_rate']:.2f} "
             f"({w['after']['replies']} held-out replies, unconstrained)"
