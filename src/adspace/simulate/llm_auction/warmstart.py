@@ -2,7 +2,7 @@
 
 SmolLM2-135M-Instruct, given the ad-writer prompt, answers the question but almost never writes a
 candidate's markup by itself, so on-policy IRPO would see no ad and no reward. The paper's pre-trained
-model (an 8B instruct model) is already an ad-writer; this stage makes the small one one, before IRPO:
+model (a multi-billion-parameter instruct model) is already an ad-writer; this stage makes the small one one, before IRPO:
 
 1. **Replies the project writes.** For each warm-start query (disjoint from the held-out queries) the
    model answers under the ad-writer prompt (its own words, so the target stays in its distribution);
