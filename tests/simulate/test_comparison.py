@@ -281,6 +281,41 @@ def test_summary_has_intervals_for_every_metric():
     assert s["mosaic-baseline"]["relevant_share"]["estimate"] is None  # showed no ad: no share
 
 
+def test_reward_and_sampled_clicks_come_from_the_same_reply():
+    _, clicks, _, (vcg_m, _mb, _mc, la), judge = setup()
+    for ep in episodes_from(queries(), seed=4):
+        for m in (vcg_m, la):
+            shown = m.run(ep, ep.values)
+            row = judge.measure(ep, shown)
+            parsed = parse_reply(judge.displayed(ep, shown), ADS)
+            clicked = np.zeros(3)
+            for c in clicks.feedback([(ep.query, parsed)])[0]:
+                clicked[[a.ad_id for a in ADS].index(c.ad_id)] = float(c.clicked)
+            price = shown.price_per_click / gen.MICROS
+            assert row["sampled_revenue"] == pytest.approx(float(price @ clicked))
+            penalty = parsed.s_resp()  # λ = 1 and the paper's costs by default
+            assert row["reward"] == pytest.approx(row["revenue"] - penalty)
+            assert row["sampled_reward"] == pytest.approx(row["sampled_revenue"] - penalty)
+
+
+def test_replicates_are_one_query_in_the_intervals_and_shading_can_be_skipped():
+    _, _, _, (vcg_m, *_rest, la), judge = setup()
+    one = episodes_from(queries(4), seed=1)
+    three = episodes_from(queries(4), seed=1, replicates=3)
+    assert [(e.query, e.seed) for e in three[:4]] == [(e.query, e.seed) for e in one]
+    assert len({e.seed for e in three}) == 12
+    assert all(np.array_equal(e.values, three[j % 4].values) for j, e in enumerate(three))
+    rows = evaluate([vcg_m, la], three, judge, shading=None)
+    assert all(r["shading_gain"] is None for rs in rows.values() for r in rs)
+    s = summarize(rows, n_resamples=100)
+    assert s["llm-auction"]["queries"] == 4 and s["llm-auction"]["replies"] == 12
+    assert s["llm-auction"]["revenue"]["n"] == 4 and s["llm-auction"]["shading_gain"]["estimate"] is None
+    want = np.mean([np.mean([r["revenue"] for r in rows["llm-auction"][j::4]]) for j in range(4)])
+    assert s["llm-auction"]["revenue"]["estimate"] == pytest.approx(want)
+    with pytest.raises(ValueError, match="replicates"):
+        episodes_from(queries(), replicates=0)
+
+
 def test_bad_inputs_name_the_field():
     q = queries()[0]
     with pytest.raises(ValueError, match="values: need one positive value per candidate"):

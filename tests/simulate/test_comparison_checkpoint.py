@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from adspace.cli import app
-from adspace.simulate.comparison.checkpoint import apply_checkpoint, resolve
+from adspace.simulate.comparison.checkpoint import Checkpoint, apply_checkpoint, resolve, save_delta_adapter
 
 
 def tiny():
@@ -54,6 +54,33 @@ def test_adapters_are_merged_in_epoch_order(tmp_path):
         torch.testing.assert_close(got[k], want[k])
     base = tiny().state_dict()
     assert any(not torch.equal(base[k], want[k]) for k in want)  # the checkpoint changed the weights
+
+
+def test_a_merged_warm_start_is_saved_as_epoch_0_and_merged_first(tmp_path):
+    import torch
+
+    run = tmp_path / "irpo_pctr"
+    before = tiny()
+    warm = adapter(tiny(), 5).merge_and_unload()  # the warm start merges its adapter and keeps no copy
+    err = save_delta_adapter(before, warm, run / "epoch_0" / "adapter", rank=2, targets=("q_proj", "v_proj"))
+    assert err < 1e-5
+    m = warm
+    for epoch, seed in ((1, 11), (2, 12)):  # IRPO trains on top of the warm-started model
+        pm = adapter(m, seed)
+        pm.save_pretrained(run / f"epoch_{epoch}" / "adapter")
+        m = pm.merge_and_unload()
+    ckpt = resolve(run)
+    assert [p.parent.name for p in ckpt.adapters] == ["epoch_0", "epoch_1", "epoch_2"]
+    got, want = apply_checkpoint(tiny(), ckpt).state_dict(), m.state_dict()
+    for k in want:
+        torch.testing.assert_close(got[k], want[k], rtol=0, atol=1e-5)
+    skipped = apply_checkpoint(tiny(), Checkpoint(run, None, ckpt.adapters[1:])).state_dict()
+    assert any((skipped[k] - want[k]).abs().max() > 1e-3 for k in want)  # without epoch_0 it is another model
+    with pytest.raises(ValueError, match="outside the targets"):
+        changed = tiny()
+        with torch.no_grad():
+            changed.lm_head.weight.add_(1.0)
+        save_delta_adapter(before, changed, tmp_path / "x", rank=2, targets=("q_proj", "v_proj"))
 
 
 def test_a_full_model_checkpoint_is_loaded(tmp_path):

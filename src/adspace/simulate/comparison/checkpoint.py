@@ -8,6 +8,10 @@ in epoch order, or the last epoch's full model.
 
 :func:`resolve` accepts the run folder (with ``epoch_*``), an experiment folder holding one run
 (``irpo_pctr/`` is preferred over ``irpo_oracle/``), or a folder that is itself a transformers model.
+
+The ad-writer warm start (:mod:`adspace.simulate.llm_auction.warmstart`) runs before IRPO and merges its
+LoRA adapter into the weights; the experiment saves it as ``epoch_0/adapter`` of each run
+(:func:`save_delta_adapter`), so that merging in epoch order rebuilds the model IRPO started from.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Checkpoint", "apply_checkpoint", "load_policy", "resolve"]
+__all__ = ["Checkpoint", "apply_checkpoint", "load_policy", "resolve", "save_delta_adapter"]
 
 _EPOCH = re.compile(r"^epoch_(\d+)$")
 
@@ -93,3 +97,44 @@ def load_policy(path: str | Path, *, base: str | Path | None = None, device: str
     llm.name = f"{llm.name}+irpo({ckpt.root.name})"
     llm.checkpoint = ckpt  # type: ignore[attr-defined]
     return llm
+
+
+def save_delta_adapter(before, after, path: str | Path, *, rank: int, targets) -> float:
+    """Save ``after − before`` as a PEFT LoRA adapter on ``before`` (``lora_alpha = rank``, scaling 1).
+
+    For a model into which a rank-``rank`` LoRA adapter on the ``targets`` linear layers was merged (the
+    ad-writer warm start merges its adapter and keeps no copy): each changed weight's difference has rank
+    at most ``rank`` and is factored exactly (up to float32 rounding) by its SVD, ``B = U·S``, ``A = Vᵀ``.
+    ``ValueError`` when a weight outside ``targets`` changed. Returns the largest absolute error of the
+    factorisation over all weights (float64).
+    """
+    import copy
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    targets = tuple(targets)
+    b_w = dict(before.named_parameters())
+    a_w = dict(after.named_parameters())
+    if set(a_w) != set(b_w):
+        raise ValueError("after: not the same architecture as before")
+    changed = [k for k in b_w if not torch.equal(b_w[k], a_w[k])]
+    outside = [k for k in changed if not (k.endswith(".weight") and k.split(".")[-2] in targets)]
+    if outside:
+        raise ValueError(f"after: weights outside the targets {list(targets)} changed: {outside[:3]}")
+    cfg = LoraConfig(r=rank, lora_alpha=rank, lora_dropout=0.0, target_modules=list(targets), task_type="CAUSAL_LM")
+    pm = get_peft_model(copy.deepcopy(before), cfg)
+    err = 0.0
+    with torch.no_grad():
+        for name, mod in pm.named_modules():
+            if not (hasattr(mod, "lora_A") and "default" in mod.lora_A):
+                continue
+            key = name.removeprefix("base_model.model.") + ".weight"
+            d = (a_w[key].detach().double() - b_w[key].detach().double()).cpu()
+            u, s, vh = torch.linalg.svd(d, full_matrices=False)
+            lora_b, lora_a = u[:, :rank] * s[:rank], vh[:rank]
+            mod.lora_A["default"].weight.copy_(lora_a.float())
+            mod.lora_B["default"].weight.copy_(lora_b.float())
+            err = max(err, float((lora_b @ lora_a - d).abs().max()))
+    pm.save_pretrained(str(path))
+    return err
