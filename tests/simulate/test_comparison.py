@@ -351,3 +351,52 @@ def test_report_writes_csv_markdown_and_figure(tmp_path):
     assert len(table_rows(result)) == len(mechs)
     write_figure(result, tmp_path / "c.png")
     assert (tmp_path / "c.png").stat().st_size > 5_000
+
+
+# ------------------------------------------------------------------- one evaluation path (llm-auction)
+
+
+class TrainedWordLLM(WordLLM):
+    """Another model: the same vocabulary, other distributions."""
+
+    name = "trained-words"
+
+    def render(self, prompt):
+        return "trained" + json.dumps(prompt)
+
+
+def test_llm_auction_experiment_rows_are_the_compare_commands_rows():
+    """``adspace experiment llm-auction`` evaluates through the harness: its VCG, MOSAIC and LLM-Auction
+    rows are, to the number, the rows ``adspace experiment compare`` gets on the same queries and seeds."""
+    from adspace.simulate.comparison.experiment import CompareConfig, build_mechanisms
+    from adspace.simulate.llm_auction.environment import draw_bids
+    from adspace.simulate.llm_auction.experiment import ExperimentConfig, evaluate_methods
+
+    llm, clicks, trained = WordLLM(), ClickModel(seed=5, embedder=BagEmbedder()), TrainedWordLLM()
+    qs = queries()
+    cfg = ExperimentConfig(n_test=len(qs), seed=5, warm=None, mosaic_candidates=5, mosaic_tau=1.0)
+    drawn = draw_bids(len(qs), 3, np.random.default_rng(5 + 10_000))  # how run_experiment draws its test bids
+    methods, rows = evaluate_methods(
+        llm, llm, {"llm_auction": trained}, clicks, qs, cfg, constrained=False, values=drawn, embedder=BagEmbedder()
+    )
+    assert list(rows) == ["vcg_slot", "pretrained", "mosaic", "llm_auction"]
+    # the compare command's path, with the options that match the experiment's sampling
+    ccfg = CompareConfig(n_queries=len(qs), seed=5, mosaic_m=5, max_new_tokens=cfg.irpo.max_new_tokens)
+    answers = PlainAnswers(llm, max_new_tokens=ccfg.max_new_tokens)
+    mechs = build_mechanisms(llm, clicks, ccfg, policy=trained, answers=answers, embedder=BagEmbedder())
+    ref = evaluate(mechs, episodes_from(qs, seed=5), Judge(clicks, plain=llm, plain_answers=answers), shading=None)
+    for ours, theirs in (("vcg_slot", "embedding-vcg"), ("mosaic", "mosaic-context"), ("llm_auction", "llm-auction")):
+        compute = ("seconds", "cpu_seconds", "embedder_texts")  # the embedder's cache is warm the second time
+        assert [{f: v for f, v in r.items() if f not in compute} for r in rows[ours]] == [
+            {f: v for f, v in r.items() if f not in compute} for r in ref[theirs]
+        ], ours
+        s = summarize({theirs: ref[theirs]}, seed=5)[theirs]  # both commands seed the bootstrap with --seed
+        assert methods[ours]["revenue_per_query"] == s["revenue"]["estimate"]
+        assert methods[ours]["ci95"]["revenue_per_query"] == [s["revenue"]["low"], s["revenue"]["high"]]
+        assert methods[ours]["reward_per_query"] == s["reward"]["estimate"]
+    # the pre-trained and the trained model wrote different replies; the VCG's slot ad is always there
+    assert [r["reply"] for r in rows["pretrained"]] != [r["reply"] for r in rows["llm_auction"]]
+    assert methods["vcg_slot"]["ads_per_reply"] == 1.0 and methods["vcg_slot"]["delta_nll"] == 0.0
+    assert all(r["shading_gain"] is None for r in rows["llm_auction"])  # shading off by default here
+    with pytest.raises(ValueError, match="values: not the harness's draw"):
+        evaluate_methods(llm, llm, {}, clicks, qs, cfg, constrained=False, values=drawn + 1, embedder=BagEmbedder())

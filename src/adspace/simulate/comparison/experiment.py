@@ -69,15 +69,18 @@ class CompareConfig:
             raise ValueError(f"mechanisms: choose from {', '.join(ALL_MECHANISMS)}; got {list(self.mechanisms)}")
 
 
-def build_mechanisms(base, clicks, cfg: CompareConfig, *, policy=None, answers: PlainAnswers | None = None) -> list:
+def build_mechanisms(
+    base, clicks, cfg: CompareConfig, *, policy=None, answers: PlainAnswers | None = None, embedder=None
+) -> list:
     """The mechanisms named in ``cfg.mechanisms`` on the pre-trained backend ``base``; LLM-Auction on
-    ``policy`` (a trained backend) or, when ``None``, on ``base``, labelled :data:`PRETRAINED_LABEL`."""
+    ``policy`` (a trained backend) or, when ``None``, on ``base``, labelled :data:`PRETRAINED_LABEL`.
+    ``embedder``: the VCG's sentence embedder (default :func:`adspace.models.embedder.get_embedder`)."""
     sampling = {"max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature, "top_p": cfg.top_p}
     answers = answers if answers is not None else PlainAnswers(base, **sampling)
     out: list = []
     for name in cfg.mechanisms:
         if name == "embedding-vcg":
-            out.append(SlotVCG(answers, sigma=cfg.vcg_sigma))
+            out.append(SlotVCG(answers, embedder, sigma=cfg.vcg_sigma))
         elif name.startswith("mosaic-"):
             ctx = name == "mosaic-context"
             out.append(CurrencyMosaic(base, clicks, m=cfg.mosaic_m, context_aware=ctx, tau=cfg.mosaic_tau, **sampling))
