@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from adspace.cli import app
-from adspace.simulate.comparison.checkpoint import Checkpoint, apply_checkpoint, resolve, save_delta_adapter
+from adspace.simulate.comparison.checkpoint import Checkpoint, apply_checkpoint, resolve, run_split, save_delta_adapter
 
 
 def tiny():
@@ -117,3 +117,22 @@ def test_compare_needs_the_webis_judgments(tmp_path):
     assert res.exit_code == 1 and "error: --data: the Webis ads data set" in res.output
     res = CliRunner().invoke(app, ["experiment", "compare", "--data", str(tmp_path / "nope")])
     assert res.exit_code == 1 and "error: --data: no such folder" in res.output
+
+
+def test_the_held_out_queries_follow_the_runs_warm_start_and_training_queries(tmp_path):
+    import json
+
+    run = tmp_path / "irpo_pctr"
+    adapter(tiny(), 1).save_pretrained(run / "epoch_1" / "adapter")
+    assert run_split(resolve(run)) is None  # no results.json: nothing to check against
+    cfg = {"n_train": 6, "n_warm": 48, "warm": {"steps": 16}, "n_test": 50, "seed": 0, "n_candidates": 3}
+    (tmp_path / "results.json").write_text(json.dumps({"config": cfg}))
+    assert run_split(resolve(run))["trained_on"] == 54  # warm-start and IRPO queries come first
+    (tmp_path / "results.json").write_text(json.dumps({"config": {**cfg, "warm": None}}))
+    assert run_split(resolve(tmp_path))["trained_on"] == 6  # no warm start: only the IRPO queries
+    (tmp_path / "results.json").write_text(json.dumps({"config": cfg}))
+    base = ["experiment", "compare", "--llm-auction-checkpoint", str(tmp_path)]
+    res = CliRunner().invoke(app, [*base, "--n-train", "6"])
+    assert res.exit_code == 1 and "error: --n-train: the checkpoint's run trained on the first 54" in res.output
+    res = CliRunner().invoke(app, [*base, "--seed", "3"])
+    assert res.exit_code == 1 and "error: --seed: the checkpoint's run drew its queries with seed 0" in res.output

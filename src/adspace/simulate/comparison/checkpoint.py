@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Checkpoint", "apply_checkpoint", "load_policy", "resolve", "save_delta_adapter"]
+__all__ = ["Checkpoint", "apply_checkpoint", "load_policy", "resolve", "run_split", "save_delta_adapter"]
 
 _EPOCH = re.compile(r"^epoch_(\d+)$")
 
@@ -69,6 +69,30 @@ def resolve(path: str | Path, *, option: str = "--llm-auction-checkpoint") -> Ch
             "(IRPO saves one only for an epoch that formed preference pairs; see each epoch's metrics.json)"
         )
     return Checkpoint(root, None, adapters)
+
+
+def run_split(ckpt: Checkpoint) -> dict | None:
+    """How the checkpoint's run split the queries, from its experiment's ``results.json`` (``None`` when
+    absent): ``{"trained_on", "n_test", "seed", "n_candidates", "data"}``, where the first ``trained_on``
+    queries of :func:`adspace.simulate.llm_auction.data.load_queries` were its warm-start and training
+    queries (the held-out ones follow them)."""
+    import json
+
+    for folder in (ckpt.root, ckpt.root.parent):
+        f = folder / "results.json"
+        if f.is_file():
+            cfg = json.loads(f.read_text()).get("config", {})
+            if "n_train" not in cfg:
+                return None
+            warm = cfg.get("n_warm", 0) if cfg.get("warm") is not None else 0
+            return {
+                "trained_on": int(warm) + int(cfg["n_train"]),
+                "n_test": cfg.get("n_test"),
+                "seed": cfg.get("seed", 0),
+                "n_candidates": cfg.get("n_candidates", 3),
+                "data": cfg.get("data"),
+            }
+    return None
 
 
 def apply_checkpoint(model, ckpt: Checkpoint):
