@@ -370,7 +370,8 @@ def test_llm_auction_experiment_rows_are_the_compare_commands_rows():
     rows are, to the number, the rows ``adspace experiment compare`` gets on the same queries and seeds."""
     from adspace.simulate.comparison.experiment import CompareConfig, build_mechanisms
     from adspace.simulate.llm_auction.environment import draw_bids
-    from adspace.simulate.llm_auction.experiment import ExperimentConfig, evaluate_methods
+    from adspace.simulate.llm_auction.evaluation import evaluate_methods
+    from adspace.simulate.llm_auction.experiment import ExperimentConfig
 
     llm, clicks, trained = WordLLM(), ClickModel(seed=5, embedder=BagEmbedder()), TrainedWordLLM()
     qs = queries()
