@@ -45,9 +45,11 @@ def test_adapters_are_merged_in_epoch_order(tmp_path):
         pm.save_pretrained(run / f"epoch_{epoch}" / "adapter")
         m = pm.merge_and_unload()
     (run / "epoch_3").mkdir()  # an epoch without pairs saves no adapter
+    (run / "config.json").write_text('{"epochs": 3, "reward": "pctr"}')  # IRPO writes its config there
     want = m.state_dict()
     ckpt = resolve(tmp_path / "out")  # the experiment folder: its irpo_pctr run is found
     assert ckpt.root == run and [p.parent.name for p in ckpt.adapters] == ["epoch_1", "epoch_2"]
+    assert resolve(run) == ckpt  # the run folder itself, its IRPO config.json notwithstanding
     got = apply_checkpoint(tiny(), ckpt).state_dict()
     assert set(got) == set(want)
     for k in want:

@@ -44,12 +44,26 @@ def _epochs(root: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def _is_model(folder: Path) -> bool:
+    """A transformers model folder: its ``config.json`` names a ``model_type`` (an IRPO run's
+    ``config.json`` is its :class:`~adspace.simulate.llm_auction.training.IRPOConfig`, not a model's)."""
+    import json
+
+    f = folder / "config.json"
+    if not f.is_file():
+        return False
+    try:
+        return "model_type" in json.loads(f.read_text())
+    except (ValueError, UnicodeDecodeError):
+        return False
+
+
 def resolve(path: str | Path, *, option: str = "--llm-auction-checkpoint") -> Checkpoint:
     """The checkpoint under ``path``; ``ValueError`` naming ``option`` and the path when there is none."""
     root = Path(path)
     if not root.is_dir():
         raise ValueError(f"{option}: no such folder: {root}")
-    if (root / "config.json").is_file():
+    if not _epochs(root) and _is_model(root):
         return Checkpoint(root, root, ())
     if not _epochs(root):
         for sub in ("irpo_pctr", "irpo_oracle"):
@@ -58,8 +72,8 @@ def resolve(path: str | Path, *, option: str = "--llm-auction-checkpoint") -> Ch
                 break
     epochs = _epochs(root)
     if not epochs:
-        raise ValueError(f"{option}: {root} holds no epoch_*/adapter, epoch_*/model or config.json")
-    fulls = [e / "model" for e in epochs if (e / "model" / "config.json").is_file()]
+        raise ValueError(f"{option}: {root} holds no epoch_*/adapter, epoch_*/model or transformers model")
+    fulls = [e / "model" for e in epochs if _is_model(e / "model")]
     if fulls:
         return Checkpoint(root, fulls[-1], ())
     adapters = tuple(e / "adapter" for e in epochs if (e / "adapter" / "adapter_config.json").is_file())
