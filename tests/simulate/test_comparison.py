@@ -281,6 +281,41 @@ def test_summary_has_intervals_for_every_metric():
     assert s["mosaic-baseline"]["relevant_share"]["estimate"] is None  # showed no ad: no share
 
 
+def test_reward_and_sampled_clicks_come_from_the_same_reply():
+    _, clicks, _, (vcg_m, _mb, _mc, la), judge = setup()
+    for ep in episodes_from(queries(), seed=4):
+        for m in (vcg_m, la):
+            shown = m.run(ep, ep.values)
+            row = judge.measure(ep, shown)
+            parsed = parse_reply(judge.displayed(ep, shown), ADS)
+            clicked = np.zeros(3)
+            for c in clicks.feedback([(ep.query, parsed)])[0]:
+                clicked[[a.ad_id for a in ADS].index(c.ad_id)] = float(c.clicked)
+            price = shown.price_per_click / gen.MICROS
+            assert row["sampled_revenue"] == pytest.approx(float(price @ clicked))
+            penalty = parsed.s_resp()  # λ = 1 and the paper's costs by default
+            assert row["reward"] == pytest.approx(row["revenue"] - penalty)
+            assert row["sampled_reward"] == pytest.approx(row["sampled_revenue"] - penalty)
+
+
+def test_replicates_are_one_query_in_the_intervals_and_shading_can_be_skipped():
+    _, _, _, (vcg_m, *_rest, la), judge = setup()
+    one = episodes_from(queries(4), seed=1)
+    three = episodes_from(queries(4), seed=1, replicates=3)
+    assert [(e.query, e.seed) for e in three[:4]] == [(e.query, e.seed) for e in one]
+    assert len({e.seed for e in three}) == 12
+    assert all(np.array_equal(e.values, three[j % 4].values) for j, e in enumerate(three))
+    rows = evaluate([vcg_m, la], three, judge, shading=None)
+    assert all(r["shading_gain"] is None for rs in rows.values() for r in rs)
+    s = summarize(rows, n_resamples=100)
+    assert s["llm-auction"]["queries"] == 4 and s["llm-auction"]["replies"] == 12
+    assert s["llm-auction"]["revenue"]["n"] == 4 and s["llm-auction"]["shading_gain"]["estimate"] is None
+    want = np.mean([np.mean([r["revenue"] for r in rows["llm-auction"][j::4]]) for j in range(4)])
+    assert s["llm-auction"]["revenue"]["estimate"] == pytest.approx(want)
+    with pytest.raises(ValueError, match="replicates"):
+        episodes_from(queries(), replicates=0)
+
+
 def test_bad_inputs_name_the_field():
     q = queries()[0]
     with pytest.raises(ValueError, match="values: need one positive value per candidate"):
@@ -316,3 +351,53 @@ def test_report_writes_csv_markdown_and_figure(tmp_path):
     assert len(table_rows(result)) == len(mechs)
     write_figure(result, tmp_path / "c.png")
     assert (tmp_path / "c.png").stat().st_size > 5_000
+
+
+# ------------------------------------------------------------------- one evaluation path (llm-auction)
+
+
+class TrainedWordLLM(WordLLM):
+    """Another model: the same vocabulary, other distributions."""
+
+    name = "trained-words"
+
+    def render(self, prompt):
+        return "trained" + json.dumps(prompt)
+
+
+def test_llm_auction_experiment_rows_are_the_compare_commands_rows():
+    """``adspace experiment llm-auction`` evaluates through the harness: its VCG, MOSAIC and LLM-Auction
+    rows are, to the number, the rows ``adspace experiment compare`` gets on the same queries and seeds."""
+    from adspace.simulate.comparison.experiment import CompareConfig, build_mechanisms
+    from adspace.simulate.llm_auction.environment import draw_bids
+    from adspace.simulate.llm_auction.evaluation import evaluate_methods
+    from adspace.simulate.llm_auction.experiment import ExperimentConfig
+
+    llm, clicks, trained = WordLLM(), ClickModel(seed=5, embedder=BagEmbedder()), TrainedWordLLM()
+    qs = queries()
+    cfg = ExperimentConfig(n_test=len(qs), seed=5, warm=None, mosaic_candidates=5, mosaic_tau=1.0)
+    drawn = draw_bids(len(qs), 3, np.random.default_rng(5 + 10_000))  # how run_experiment draws its test bids
+    methods, rows = evaluate_methods(
+        llm, llm, {"llm_auction": trained}, clicks, qs, cfg, constrained=False, values=drawn, embedder=BagEmbedder()
+    )
+    assert list(rows) == ["vcg_slot", "pretrained", "mosaic", "llm_auction"]
+    # the compare command's path, with the options that match the experiment's sampling
+    ccfg = CompareConfig(n_queries=len(qs), seed=5, mosaic_m=5, max_new_tokens=cfg.irpo.max_new_tokens)
+    answers = PlainAnswers(llm, max_new_tokens=ccfg.max_new_tokens)
+    mechs = build_mechanisms(llm, clicks, ccfg, policy=trained, answers=answers, embedder=BagEmbedder())
+    ref = evaluate(mechs, episodes_from(qs, seed=5), Judge(clicks, plain=llm, plain_answers=answers), shading=None)
+    for ours, theirs in (("vcg_slot", "embedding-vcg"), ("mosaic", "mosaic-context"), ("llm_auction", "llm-auction")):
+        compute = ("seconds", "cpu_seconds", "embedder_texts")  # the embedder's cache is warm the second time
+        assert [{f: v for f, v in r.items() if f not in compute} for r in rows[ours]] == [
+            {f: v for f, v in r.items() if f not in compute} for r in ref[theirs]
+        ], ours
+        s = summarize({theirs: ref[theirs]}, seed=5)[theirs]  # both commands seed the bootstrap with --seed
+        assert methods[ours]["revenue_per_query"] == s["revenue"]["estimate"]
+        assert methods[ours]["ci95"]["revenue_per_query"] == [s["revenue"]["low"], s["revenue"]["high"]]
+        assert methods[ours]["reward_per_query"] == s["reward"]["estimate"]
+    # the pre-trained and the trained model wrote different replies; the VCG's slot ad is always there
+    assert [r["reply"] for r in rows["pretrained"]] != [r["reply"] for r in rows["llm_auction"]]
+    assert methods["vcg_slot"]["ads_per_reply"] == 1.0 and methods["vcg_slot"]["delta_nll"] == 0.0
+    assert all(r["shading_gain"] is None for r in rows["llm_auction"])  # shading off by default here
+    with pytest.raises(ValueError, match="values: not the harness's draw"):
+        evaluate_methods(llm, llm, {}, clicks, qs, cfg, constrained=False, values=drawn + 1, embedder=BagEmbedder())

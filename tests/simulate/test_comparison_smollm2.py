@@ -42,3 +42,32 @@ def test_compare_command_writes_table_json_csv_and_figure(tmp_path):
     flat = " ".join(res.output.split())
     assert "(pre-trained, no IRPO checkpoint)" in flat and "currency units per query" in flat
     assert "gain from 20% shading / query" in flat and "incentive property" in flat
+
+
+def test_constrained_llm_auction_row_writes_only_valid_markup():
+    """The harness's LLM-Auction adapter under the markup constraint (the llm-auction experiment's
+    ``*_constrained`` rows) is the constrained sampler with the episode's seed: no format error."""
+    import numpy as np
+
+    from adspace.models.llm import LocalLLM
+    from adspace.simulate.comparison.harness import Episode
+    from adspace.simulate.comparison.mechanisms import LLMAuctionPolicy
+    from adspace.simulate.llm_auction.constrained import sample_constrained
+    from adspace.simulate.llm_auction.data import AuctionQuery
+    from adspace.simulate.llm_auction.format import Ad, parse_reply
+    from adspace.simulate.llm_auction.prompts import ad_writer_messages
+
+    ads = (
+        Ad("Ad-0001", "TrailRunner", "running shoes for rocky trails"),
+        Ad("Ad-0002", "CityBank", "checking accounts"),
+    )
+    q = AuctionQuery("Q-1", "which shoes for trail running?", "t", "p", "likes running", ads, frozenset({"Ad-0001"}))
+    llm = LocalLLM(threads=1)
+    mech = LLMAuctionPolicy(llm, max_new_tokens=8, constrained=True)
+    for seed in (0, 1):
+        ep = Episode(q, np.array([60.0, 20.0]), seed, 0)
+        shown = mech.run(ep, ep.values)
+        assert parse_reply(shown.reply, ads).n_errors == 0
+        msgs = ad_writer_messages(q.text, q.profile, ads, [60.0, 20.0], short=True)
+        (row,) = sample_constrained(llm, [msgs], [ads], 1, max_new_tokens=8, temperature=0.7, top_p=0.8, seed=seed)
+        assert shown.reply == row[0].text

@@ -7,7 +7,7 @@ import pytest
 
 from adspace.mechanisms import generative as gen
 from adspace.simulate.llm_auction.data import AuctionQuery
-from adspace.simulate.llm_auction.environment import draw_bids, prompts_for, score_texts, summarize
+from adspace.simulate.llm_auction.environment import draw_bids, prompts_for, score_texts
 from adspace.simulate.llm_auction.experiment import PAPER_TABLE2, compare_with_paper
 from adspace.simulate.llm_auction.format import Ad, parse_reply
 from adspace.simulate.llm_auction.training import explore_replies
@@ -27,7 +27,7 @@ class ScriptedUser:
         return [[Click(i.ad_id, i.ad_id in self.clicks) for i in p.insertions] for _, p in items]
 
 
-def test_summarize_is_table2_arithmetic():
+def test_rollout_revenue_and_reward_are_table2_arithmetic():
     bids = np.array([[40.0, 7.0]])
     texts = [
         [
@@ -37,17 +37,12 @@ def test_summarize_is_table2_arithmetic():
             "No ads.",  # 0
         ]
     ]
-    rolls = score_texts([Q], bids, prompts_for([Q], bids), texts, ScriptedUser({"Ad-0001"}))
-    s = summarize(rolls, lam=1.0, ad_cost=10, error_cost=100)
-    assert s["revenue_per_query"] == pytest.approx((40 + 40 + 0 + 0) / 4)
-    assert s["reward_per_query"] == pytest.approx((30 + 20 - 100 + 0) / 4)
-    assert s["ads_per_reply"] == pytest.approx(3 / 4)
-    assert s["format_error_rate"] == pytest.approx(1 / 4)
-    # ITCTR of ad 1 = 2/4, of ad 2 = 0; averaged over the candidates
-    assert s["itctr"] == pytest.approx((0.5 + 0.0) / 2)
-    assert s["expected_payment_per_query"] == pytest.approx(40 * 0.5)
-    assert rolls[0][0].bid_micros.tolist() == [40_000_000, 7_000_000]
-    assert rolls[0][1].revenue() == gen.revenue_micros([40_000_000, 7_000_000], [True, False]) / 1e6
+    rolls = score_texts([Q], bids, prompts_for([Q], bids), texts, ScriptedUser({"Ad-0001"}))[0]
+    assert [r.revenue() for r in rolls] == [40.0, 40.0, 0.0, 0.0]
+    assert [r.reward(lam=1.0, ad_cost=10, error_cost=100) for r in rolls] == [30.0, 20.0, -100.0, 0.0]
+    assert [r.parsed.n_ads for r in rolls] == [1, 2, 0, 0]
+    assert rolls[0].bid_micros.tolist() == [40_000_000, 7_000_000]
+    assert rolls[1].revenue() == gen.revenue_micros([40_000_000, 7_000_000], [True, False]) / 1e6
 
 
 def test_draw_bids_range_and_reproducibility():
@@ -105,28 +100,6 @@ def test_generative_auction_on_the_common_interface():
         assert out.payments[name] == (bid if name in out.metrics["clicked"] else 0.0)
         assert set(out.metrics["clicked"]) <= set(out.metrics["inserted"])
     assert out.revenue == sum(out.payments.values())
-
-
-def test_bootstrap_interval_covers_the_mean_and_shrinks_with_more_queries():
-    from adspace.simulate.llm_auction.environment import bootstrap_ci
-
-    rng = np.random.default_rng(0)
-    small, large = rng.normal(5.0, 2.0, 10), rng.normal(5.0, 2.0, 400)
-    lo, hi = bootstrap_ci(small)
-    assert lo < small.mean() < hi
-    lo2, hi2 = bootstrap_ci(large)
-    assert lo2 < large.mean() < hi2 and (hi2 - lo2) < (hi - lo)
-    with pytest.raises(ValueError, match="values"):
-        bootstrap_ci([])
-
-
-def test_summarize_reports_intervals_per_metric():
-    bids = np.array([[40.0, 7.0]])
-    texts = [["Try @Trail Runner 5@[Ad-0001].", "No ads."]]
-    rolls = score_texts([Q], bids, prompts_for([Q], bids), texts, ScriptedUser({"Ad-0001"}))
-    s = summarize(rolls)
-    assert set(s["ci95"]) == {"revenue_per_query", "reward_per_query", "itctr", "ads_per_reply", "format_error_rate"}
-    assert s["ci95"]["revenue_per_query"] == [20.0, 20.0]  # one query: its mean, no spread
 
 
 def test_explore_replies_stratifies_candidates_within_a_query():

@@ -22,8 +22,11 @@ def compare_command(
         None, "--data", help="The Webis ads data set folder (found beside the repository when present)."
     ),
     n_queries: int = typer.Option(30, "--queries", help="Held-out queries (each mechanism runs on all of them)."),
-    n_train: int = typer.Option(
-        6, "--n-train", help="Queries before the held-out ones (match the LLM-Auction run's --n-train)."
+    n_train: int | None = typer.Option(
+        None,
+        "--n-train",
+        help="Queries before the held-out ones (default: those the checkpoint's run trained on, warm start "
+        "included, read from its results.json; 6 without a checkpoint).",
     ),
     checkpoint: Path | None = typer.Option(
         None,
@@ -52,7 +55,7 @@ def compare_command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from adspace.simulate.comparison.checkpoint import resolve
+    from adspace.simulate.comparison.checkpoint import resolve, run_split
     from adspace.simulate.comparison.experiment import CompareConfig, run_comparison
     from adspace.simulate.comparison.report import COLUMNS, fmt
 
@@ -64,10 +67,24 @@ def compare_command(
         raise fail(f"--data: no such folder: {data}")
     try:
         if checkpoint is not None:
-            resolve(checkpoint)
+            split = run_split(resolve(checkpoint))
+            if split is not None:
+                if split["seed"] != seed or split["n_candidates"] != 3:
+                    raise ValueError(
+                        f"--seed: the checkpoint's run drew its queries with seed {split['seed']} and "
+                        f"{split['n_candidates']} candidates; its held-out queries need --seed {split['seed']}"
+                    )
+                if n_train is None:
+                    n_train = split["trained_on"]
+                elif n_train < split["trained_on"]:
+                    raise ValueError(
+                        f"--n-train: the checkpoint's run trained on the first {split['trained_on']} queries "
+                        f"(warm start included); give --n-train {split['trained_on']} or more (or leave it out) "
+                        "so that it is compared on queries it has not seen"
+                    )
         cfg = CompareConfig(
             n_queries=n_queries,
-            n_train=n_train,
+            n_train=6 if n_train is None else n_train,
             seed=seed,
             data=str(data) if data else None,
             mechanisms=tuple(m.strip() for m in mechanisms.split(",") if m.strip()),
@@ -81,6 +98,7 @@ def compare_command(
         msg = str(exc)
         for field_, opt in (
             ("n_queries", "--queries"),
+            ("n_train", "--n-train"),
             ("mosaic_m", "--mosaic-m"),
             ("mechanisms", "--mechanisms"),
             ("threads", "--threads"),

@@ -25,6 +25,7 @@ __all__ = [
     "PRETRAINED_LABEL",
     "build_mechanisms",
     "held_out_queries",
+    "llm_auction_mechanism",
     "run_comparison",
 ]
 
@@ -68,22 +69,40 @@ class CompareConfig:
             raise ValueError(f"mechanisms: choose from {', '.join(ALL_MECHANISMS)}; got {list(self.mechanisms)}")
 
 
-def build_mechanisms(base, clicks, cfg: CompareConfig, *, policy=None, answers: PlainAnswers | None = None) -> list:
+def build_mechanisms(
+    base, clicks, cfg: CompareConfig, *, policy=None, answers: PlainAnswers | None = None, embedder=None
+) -> list:
     """The mechanisms named in ``cfg.mechanisms`` on the pre-trained backend ``base``; LLM-Auction on
-    ``policy`` (a trained backend) or, when ``None``, on ``base``, labelled :data:`PRETRAINED_LABEL`."""
+    ``policy`` (a trained backend) or, when ``None``, on ``base``, labelled :data:`PRETRAINED_LABEL`.
+    ``embedder``: the VCG's sentence embedder (default :func:`adspace.models.embedder.get_embedder`)."""
     sampling = {"max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature, "top_p": cfg.top_p}
     answers = answers if answers is not None else PlainAnswers(base, **sampling)
     out: list = []
     for name in cfg.mechanisms:
         if name == "embedding-vcg":
-            out.append(SlotVCG(answers, sigma=cfg.vcg_sigma))
+            out.append(SlotVCG(answers, embedder, sigma=cfg.vcg_sigma))
         elif name.startswith("mosaic-"):
             ctx = name == "mosaic-context"
             out.append(CurrencyMosaic(base, clicks, m=cfg.mosaic_m, context_aware=ctx, tau=cfg.mosaic_tau, **sampling))
         else:
             label = "llm-auction" if policy is not None else PRETRAINED_LABEL
-            out.append(LLMAuctionPolicy(policy if policy is not None else base, label=label, **sampling))
+            out.append(llm_auction_mechanism(policy if policy is not None else base, cfg, label=label))
     return out
+
+
+def llm_auction_mechanism(
+    llm, cfg: CompareConfig, *, label: str = "llm-auction", constrained: bool = False, short_prompt: bool = True
+) -> LLMAuctionPolicy:
+    """LLM-Auction on ``llm`` with ``cfg``'s sampling (``constrained``: under the markup constraint)."""
+    return LLMAuctionPolicy(
+        llm,
+        label=label,
+        max_new_tokens=cfg.max_new_tokens,
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        short_prompt=short_prompt,
+        constrained=constrained,
+    )
 
 
 def held_out_queries(cfg: CompareConfig) -> list:

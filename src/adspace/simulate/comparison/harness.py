@@ -11,7 +11,11 @@ and/or a fixed payment per auction. The :class:`Judge` then measures every mecha
 * **one click model** (:class:`adspace.simulate.llm_auction.users.ClickModel`) gives each shown ad's
   click probability; advertiser value ``Σ_i v_i·ctr_i`` and platform revenue
   ``Σ_i (price_i·ctr_i + fixed_i)`` are expectations over clicks given the shown reply (currency units
-  per query; prices are integer micros);
+  per query; prices are integer micros). **Expected revenue is the measure** (lower variance than one
+  sampled click per ad, and what a researcher comparing mechanisms under one click model wants); the
+  revenue with the click model's own sampled clicks (``sampled_revenue``, the quantity of the
+  LLM-Auction paper's Table 2) comes from the same reply at no extra cost, and so does the reward
+  ``revenue − λ·s_resp`` (``reward``; ``sampled_reward`` with the sampled clicks);
 * **user experience**: ads per reply, format errors (the strict markup parser), and the departure of
   the answer from the plain assistant's: ``Δ NLL``, the plain model's negative log-likelihood per token
   of the shown answer minus that of the plain answer to the same query (0 for the plain answer itself);
@@ -26,7 +30,9 @@ and/or a fixed payment per auction. The :class:`Judge` then measures every mecha
   measured regret of bidding truthfully.
 
 :func:`evaluate` runs it all and :func:`summarize` gives means with bootstrap 95% intervals
-(:func:`adspace.simulate.stats.bootstrap_ci`, resampling queries).
+(:func:`adspace.simulate.stats.bootstrap_ci`, resampling queries; several episodes of one query, e.g.
+``episodes_from(..., replicates=k)``, are one unit). ``adspace experiment compare`` and
+``adspace experiment llm-auction`` both evaluate through it.
 """
 
 from __future__ import annotations
@@ -90,16 +96,27 @@ class Episode:
         return b
 
 
-def episodes_from(queries: Sequence[AuctionQuery], *, seed: int = 0, low: int = 1, high: int = 100) -> list[Episode]:
+def episodes_from(
+    queries: Sequence[AuctionQuery], *, seed: int = 0, low: int = 1, high: int = 100, replicates: int = 1
+) -> list[Episode]:
     """Episodes with values drawn uniformly from ``{low..high}`` (one ``numpy`` generator seeded by
     ``seed + 10_000``, as the LLM-Auction experiment draws its test bids); the highest-value advertiser
-    shades (lowest index on ties); episode ``j`` samples with seed ``seed + j``."""
+    shades (lowest index on ties); episode ``j`` samples with seed ``seed + j``. ``replicates = k`` adds,
+    for each query, ``k − 1`` more episodes with the same values and other seeds (``seed + j + r·n`` for
+    replicate ``r`` of ``n`` queries): more replies per query, still one unit in :func:`summarize`."""
     from adspace.simulate.llm_auction.environment import draw_bids
 
+    if int(replicates) != replicates or replicates < 1:
+        raise ValueError(f"replicates: must be a positive integer, got {replicates!r}")
     rng = np.random.default_rng(seed + 10_000)
     n = len(queries[0].candidates) if queries else 0
     vals = draw_bids(len(queries), n, rng, low, high)
-    return [Episode(q, v, seed + j, int(np.argmax(v))) for j, (q, v) in enumerate(zip(queries, vals, strict=True))]
+    pairs = list(zip(queries, vals, strict=True))
+    return [
+        Episode(q, v, seed + j + r * len(pairs), int(np.argmax(v)))
+        for r in range(int(replicates))
+        for j, (q, v) in enumerate(pairs)
+    ]
 
 
 @dataclass
@@ -191,12 +208,26 @@ class Judge:
     clicks : the click model (one for every mechanism).
     plain : the plain assistant (a :class:`adspace.models.llm.LLMBackend`) scoring ``Δ NLL``; ``None``
         skips it. ``plain_answers`` supplies (and caches) the plain answer per episode.
+    lam, ad_cost, error_cost : the reward ``revenue − lam·s_resp`` with the response penalty
+        ``s_resp = ad_cost·ads + error_cost·format errors`` (the LLM-Auction paper's; its defaults).
     """
 
-    def __init__(self, clicks, plain=None, plain_answers=None):
+    def __init__(
+        self,
+        clicks,
+        plain=None,
+        plain_answers=None,
+        *,
+        lam: float = 1.0,
+        ad_cost: float = gen.DEFAULT_AD_COST,
+        error_cost: float = gen.DEFAULT_ERROR_COST,
+    ):
         self.clicks = clicks
         self.plain = plain
         self.plain_answers = plain_answers
+        self.lam = float(lam)
+        self.ad_cost = float(ad_cost)
+        self.error_cost = float(error_cost)
 
     def prepare(self) -> None:
         """Load the click model's embedder (outside any timing)."""
@@ -231,10 +262,20 @@ class Judge:
         util = v * ctr - pay
         ads = [q.candidates[i] for i in parsed.indices]
         rel = [a.ad_id in q.relevant for a in ads]
+        penalty = self.lam * parsed.s_resp(ad_cost=self.ad_cost, error_cost=self.error_cost)
+        sampled = None
+        if hasattr(self.clicks, "feedback"):  # the click model's own draw (deterministic by seed, query, ad, reply)
+            from adspace.simulate.llm_auction.users import clicked_vector
+
+            clicked = clicked_vector(self.clicks.feedback([(q, parsed)])[0], q).astype(np.float64)
+            sampled = float((price * clicked + fixed).sum())
         return {
             "query_id": q.query_id,
             "value": float(v @ ctr),
             "revenue": float(pay.sum()),
+            "reward": float(pay.sum()) - penalty,
+            "sampled_revenue": sampled,
+            "sampled_reward": None if sampled is None else sampled - penalty,
             "clicks": float(ctr.sum()),
             "utility": util.tolist(),
             "ads": parsed.n_ads,
@@ -254,14 +295,15 @@ def evaluate(
     episodes: Sequence[Episode],
     judge: Judge,
     *,
-    shading: float = SHADE,
+    shading: float | None = SHADE,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """Per mechanism, one row per episode (same episodes, bids and seeds for every mechanism).
 
     Each row holds the judge's measurements of the truthful run, its compute (``seconds``,
     ``llm_passes``, ``embedder_texts``, measured around ``run`` only), and ``shading_gain``: the
-    shading advertiser's utility bidding ``shading × value`` minus bidding its value.
+    shading advertiser's utility bidding ``shading × value`` minus bidding its value (``None`` when
+    ``shading`` is ``None``: the misreport is not run, which halves the cost).
     """
     for m in mechanisms:
         if not isinstance(m, Mechanism):
@@ -269,7 +311,7 @@ def evaluate(
     names = [m.name for m in mechanisms]
     if len(set(names)) != len(names):
         raise ValueError(f"mechanisms: names must be distinct, got {names}")
-    if not 0 < shading < 1:
+    if shading is not None and not 0 < shading < 1:
         raise ValueError(f"shading: must be in (0, 1), got {shading!r}")
     judge.prepare()
     for m in mechanisms:
@@ -284,13 +326,16 @@ def evaluate(
                 secs, cpu = time.perf_counter() - t0, time.process_time() - c0
             llm, emb = counter.split()
             row = judge.measure(ep, shown)
-            shaded = judge.measure(ep, m.run(ep, ep.shaded_bids(shading)), nll=False)
+            gain = None
+            if shading is not None:
+                shaded = judge.measure(ep, m.run(ep, ep.shaded_bids(shading)), nll=False)
+                gain = shaded["utility"][ep.shader] - row["utility"][ep.shader]
             row.update(
                 seconds=secs,
                 cpu_seconds=cpu,
                 llm_passes=llm,
                 embedder_texts=emb,
-                shading_gain=shaded["utility"][ep.shader] - row["utility"][ep.shader],
+                shading_gain=gain,
                 shader_shown=float(ep.query.candidates[ep.shader].ad_id in row["shown_ads"]),
                 info=shown.info,
             )
@@ -304,6 +349,10 @@ def evaluate(
 METRICS: dict[str, tuple[str, str]] = {
     "value": ("advertiser value / query", "mean"),
     "revenue": ("platform revenue / query", "mean"),
+    "reward": ("reward (revenue − λ·s_resp) / query", "mean"),
+    "sampled_revenue": ("revenue with sampled clicks / query", "mean"),
+    "sampled_reward": ("reward with sampled clicks / query", "mean"),
+    "ctr_per_ad": ("expected clicks per shown ad", "ratio"),
     "ads": ("ads / reply", "mean"),
     "any_format_error": ("format-error rate", "mean"),
     "delta_nll": ("Δ NLL vs plain (nats/token)", "mean"),
@@ -316,30 +365,51 @@ METRICS: dict[str, tuple[str, str]] = {
 }
 
 
+def _per_query(rs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of one query's episodes (replicates) merged: numbers averaged, ``None`` where any row has none."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in rs:
+        groups.setdefault(r["query_id"], []).append(r)
+    out = []
+    for g in groups.values():
+        if len(g) == 1:
+            out.append(g[0])
+            continue
+        merged = {"query_id": g[0]["query_id"], "replies": len(g)}
+        for key in (*METRICS, "clicks", "relevant_ads", "candidates_relevant", "candidates", "shader_shown"):
+            vals = [r.get(key) for r in g]
+            merged[key] = None if any(v is None for v in vals) else float(np.mean(vals))
+        out.append(merged)
+    return out
+
+
 def summarize(rows: dict[str, list[dict[str, Any]]], *, seed: int = 0, n_resamples: int = 2000) -> dict[str, dict]:
     """Per mechanism and metric: ``{"estimate", "low", "high", "n", "level"}`` (bootstrap 95% over queries).
 
-    ``relevant_share`` is the share of all shown ads judged relevant (ratio of per-query sums);
-    ``chance_relevant_share`` the same share for an ad drawn uniformly from each query's candidates
-    (over the queries where the mechanism showed ads, weighted by ads shown).
+    Rows of the same query (replicate episodes) are averaged first, so that queries are the unit
+    resampled. ``relevant_share`` is the share of all shown ads judged relevant (ratio of per-query
+    sums); ``ctr_per_ad`` the expected clicks per shown ad (ratio of per-query sums);
+    ``chance_relevant_share`` the share of relevant ads for an ad drawn uniformly from each query's
+    candidates (over the queries where the mechanism showed ads, weighted by ads shown).
     """
     out: dict[str, dict] = {}
-    for name, rs in rows.items():
+    for name, rows_ in rows.items():
+        rs = _per_query(rows_)
         s: dict[str, Any] = {}
         for key in METRICS:
-            if key == "relevant_share":
-                iv = bootstrap_ci(
-                    [r["relevant_ads"] for r in rs], [r["ads"] for r in rs], seed=seed, n_resamples=n_resamples
-                )
-                chance = [r["ads"] * r["candidates_relevant"] / r["candidates"] for r in rs]
-                s["chance_relevant_share"] = bootstrap_ci(
-                    chance, [r["ads"] for r in rs], seed=seed, n_resamples=n_resamples
-                ).to_json()
+            if key in ("relevant_share", "ctr_per_ad"):
+                num = "relevant_ads" if key == "relevant_share" else "clicks"
+                iv = bootstrap_ci([r[num] for r in rs], [r["ads"] for r in rs], seed=seed, n_resamples=n_resamples)
             else:
                 vals = [r[key] for r in rs if r.get(key) is not None]
                 iv = bootstrap_ci(vals, seed=seed, n_resamples=n_resamples)
             s[key] = iv.to_json()
+        chance = [r["ads"] * r["candidates_relevant"] / r["candidates"] for r in rs]
+        s["chance_relevant_share"] = bootstrap_ci(
+            chance, [r["ads"] for r in rs], seed=seed, n_resamples=n_resamples
+        ).to_json()
         s["shader_shown_rate"] = float(np.mean([r["shader_shown"] for r in rs])) if rs else None
         s["queries"] = len(rs)
+        s["replies"] = len(rows_)
         out[name] = s
     return out

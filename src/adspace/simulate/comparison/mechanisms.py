@@ -181,7 +181,11 @@ class CurrencyMosaic:
 
 
 class LLMAuctionPolicy:
-    """LLM-Auction: the ad-writer model writes one reply with the bids in its prompt; first price per click."""
+    """LLM-Auction: the ad-writer model writes one reply with the bids in its prompt; first price per click.
+
+    ``constrained``: decode under the markup constraint (:mod:`adspace.simulate.llm_auction.constrained`,
+    needs a :class:`adspace.models.llm.LocalLLM`): only the query's candidates can be written as ads.
+    """
 
     incentive = "none in dominant strategy (first price per click)"
     payment_rule = "a clicked ad pays its bid (first price per click)"
@@ -195,10 +199,12 @@ class LLMAuctionPolicy:
         temperature: float = 0.7,
         top_p: float = 0.8,
         short_prompt: bool = True,
+        constrained: bool = False,
     ):
         self.llm = llm
         self.name = label
         self.short_prompt = short_prompt
+        self.constrained = bool(constrained)
         self.sampling = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p}
 
     def prepare(self) -> None:
@@ -208,5 +214,10 @@ class LLMAuctionPolicy:
         q = ep.query
         b = np.asarray(bids, dtype=np.float64)
         msgs = ad_writer_messages(q.text, q.profile, q.candidates, b.tolist(), short=self.short_prompt)
-        (row,) = self.llm.sample([msgs], 1, seed=ep.seed, **self.sampling)
+        if self.constrained:
+            from adspace.simulate.llm_auction.constrained import sample_constrained
+
+            (row,) = sample_constrained(self.llm, [msgs], [q.candidates], 1, seed=ep.seed, **self.sampling)
+        else:
+            (row,) = self.llm.sample([msgs], 1, seed=ep.seed, **self.sampling)
         return Shown(row[0].text, None, gen.to_micros(b), np.zeros(b.size), {})

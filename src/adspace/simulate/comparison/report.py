@@ -7,10 +7,14 @@ from pathlib import Path
 
 from adspace.simulate.comparison.harness import METRICS
 
-__all__ = ["COLUMNS", "fmt", "markdown_table", "table_rows", "write_csv", "write_figure"]
+__all__ = ["ALL_COLUMNS", "COLUMNS", "fmt", "markdown_table", "table_rows", "write_csv", "write_figure"]
 
-#: table columns: (metric key, header)
-COLUMNS = [(k, label) for k, (label, _how) in METRICS.items()]
+#: every metric: (key, header); the CSV and JSON hold them all
+ALL_COLUMNS = [(k, label) for k, (label, _how) in METRICS.items()]
+#: the terminal and docs table's columns (the reward and the sampled-click figures are in the CSV and JSON)
+COLUMNS = [
+    (k, label) for k, label in ALL_COLUMNS if k not in ("reward", "sampled_revenue", "sampled_reward", "ctr_per_ad")
+]
 
 
 def fmt(iv: dict | None, digits: int = 3) -> str:
@@ -37,7 +41,7 @@ def write_csv(result: dict, path: Path) -> None:
         w = csv.writer(fh)
         w.writerow(["mechanism", "metric", "label", "estimate", "low", "high", "n", "incentive", "payment_rule"])
         for name, m in result["mechanisms"].items():
-            for key, label in COLUMNS + [("chance_relevant_share", "chance share of relevant ads")]:
+            for key, label in ALL_COLUMNS + [("chance_relevant_share", "chance share of relevant ads")]:
                 iv = m.get(key) or {}
                 w.writerow(
                     [name, key, label, iv.get("estimate"), iv.get("low"), iv.get("high"), iv.get("n")]

@@ -78,13 +78,15 @@ def llm_auction(
         res = run_experiment(cfg, out, progress=lambda s: prog.update(task, description=s))
     table = Table(
         title=f"LLM-Auction on {cfg.n_test} held-out queries x {cfg.eval_samples} replies ({res['model']}), "
-        "mean [bootstrap 95% interval]"
+        "mean [bootstrap 95% interval]; money in currency units per query, expected over clicks "
+        "(sampled: the click model's draw)"
     )
     for col in (
         "method",
         "revenue/query",
         "reward/query",
-        "ITCTR",
+        "sampled revenue/query",
+        "ITCTR (expected clicks / ad)",
         "ads/reply",
         "format-error rate",
         "paper revenue",
@@ -94,6 +96,10 @@ def llm_auction(
 
     def cell(m: dict, key: str, fmt: str) -> str:
         lo, hi = m["ci95"][key]
+        if m[key] is None:
+            return "n/a"
+        if lo is None or hi is None:
+            return f"{m[key]:{fmt}}"
         return f"{m[key]:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]"
 
     for name, m in res["methods"].items():
@@ -102,6 +108,7 @@ def llm_auction(
             name,
             cell(m, "revenue_per_query", ".2f"),
             cell(m, "reward_per_query", ".2f"),
+            cell(m, "sampled_revenue_per_query", ".2f"),
             cell(m, "itctr", ".3f"),
             cell(m, "ads_per_reply", ".2f"),
             cell(m, "format_error_rate", ".2f"),

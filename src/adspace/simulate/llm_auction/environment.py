@@ -3,9 +3,9 @@
 :func:`rollout` is one pass of the generative auction over a batch of queries: build the ad-writer prompt
 (query, profile, candidates with bids), draw ``M`` replies per query from an
 :class:`adspace.models.llm.LLMBackend`, parse them strictly, and ask a user simulator for clicks.
-:func:`summarize` turns rollouts into the per-query figures of the paper's Table 2 (revenue = sum of the
-bids of clicked ads; reward = revenue − λ·s_resp) plus ITCTR, ads per reply and the format-error rate,
-using :mod:`adspace.mechanisms.generative` for every quantity.
+A rollout's realised revenue (sum of the bids of clicked ads) and reward (revenue − λ·s_resp) come from
+:mod:`adspace.mechanisms.generative`; they are IRPO's rewards. Evaluations go through the comparison
+harness (:mod:`adspace.simulate.comparison.harness`), the one evaluation path.
 """
 
 from __future__ import annotations
@@ -17,13 +17,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from adspace.mechanisms import generative as gen
-from adspace.simulate import stats
 from adspace.simulate.llm_auction.data import AuctionQuery
 from adspace.simulate.llm_auction.format import ParsedReply, parse_reply
 from adspace.simulate.llm_auction.prompts import ad_writer_messages
 from adspace.simulate.llm_auction.users import Click, UserSimulator, clicked_vector
 
-__all__ = ["Rollout", "bootstrap_ci", "chat_fn", "draw_bids", "prompts_for", "rollout", "summarize"]
+__all__ = ["Rollout", "chat_fn", "draw_bids", "prompts_for", "rollout"]
 
 
 @dataclass(frozen=True)
@@ -126,75 +125,6 @@ def score_texts(
             ]
         )
     return out
-
-
-def summarize(
-    rollouts: Sequence[Sequence[Rollout]],
-    *,
-    lam: float = 1.0,
-    ad_cost: float = gen.DEFAULT_AD_COST,
-    error_cost: float = gen.DEFAULT_ERROR_COST,
-) -> dict:
-    """Per-query means over all sampled replies: revenue, reward, ITCTR, ads per reply, format errors.
-
-    ``itctr`` is the mean over queries of the per-ad ITCTR (estimated from the query's sampled replies),
-    averaged over the candidates; ``expected_payment`` is ``Σ_i b_i·itctr_i``, the first-price revenue
-    expectation of the same estimate.
-    """
-    rev, rew, ads, errs, anyerr, itc, pay = [], [], [], [], [], [], []
-    per_query: dict[str, list[float]] = {k: [] for k in _CI_KEYS}
-    for row in rollouts:
-        if not row:
-            continue
-        clicks = np.stack([r.clicked for r in row])
-        shown = np.stack([r.parsed.shown() for r in row])
-        est = gen.estimate_itctr(clicks, shown)
-        itc.append(float(est.itctr.mean()))
-        pay.append(float(gen.expected_payments(row[0].bids, est.itctr).sum()))
-        for r in row:
-            rev.append(r.revenue())
-            rew.append(r.reward(lam=lam, ad_cost=ad_cost, error_cost=error_cost))
-            ads.append(r.parsed.n_ads)
-            errs.append(r.parsed.n_errors)
-            anyerr.append(r.parsed.n_errors > 0)
-        k = len(row)
-        per_query["revenue_per_query"].append(float(np.mean(rev[-k:])))
-        per_query["reward_per_query"].append(float(np.mean(rew[-k:])))
-        per_query["itctr"].append(itc[-1])
-        per_query["ads_per_reply"].append(float(np.mean(ads[-k:])))
-        per_query["format_error_rate"].append(float(np.mean(anyerr[-k:])))
-    if not rev:
-        raise ValueError("rollouts: no replies to summarize")
-    return {
-        "revenue_per_query": float(np.mean(rev)),
-        "reward_per_query": float(np.mean(rew)),
-        "itctr": float(np.mean(itc)),
-        "expected_payment_per_query": float(np.mean(pay)),
-        "ads_per_reply": float(np.mean(ads)),
-        "format_errors_per_reply": float(np.mean(errs)),
-        "format_error_rate": float(np.mean(anyerr)),
-        "replies": len(rev),
-        "queries": len(itc),
-        "ci95": {k: bootstrap_ci(v) for k, v in per_query.items()},
-    }
-
-
-_CI_KEYS = ("revenue_per_query", "reward_per_query", "itctr", "ads_per_reply", "format_error_rate")
-
-
-def bootstrap_ci(values, *, level: float = 0.95, resamples: int = 2000, seed: int = 0) -> list[float]:
-    """``[low, high]``: percentile bootstrap interval of the mean of per-query ``values``, by
-    :func:`adspace.simulate.stats.bootstrap_ci` (the project's one bootstrap; queries are the unit
-    resampled: the replies of one query share its bids, user and candidates). Deterministic by ``seed``.
-
-    >>> bootstrap_ci([1.0, 1.0, 1.0])
-    [1.0, 1.0]
-    """
-    v = np.asarray(values, dtype=np.float64)
-    if v.ndim != 1 or v.size == 0:
-        raise ValueError(f"values: need a non-empty 1-D sequence, got shape {v.shape}")
-    iv = stats.bootstrap_ci(v, level=level, n_resamples=resamples, seed=seed)
-    return [iv.low, iv.high]
 
 
 def chat_fn(backend, *, seed: int | None = None) -> Callable[[list[list[dict]], float, int], list[str]]:

@@ -1,31 +1,42 @@
 """``adspace experiment llm-auction``: train LLM-Auction by IRPO and compare it with the other mechanisms.
 
-On the same held-out queries, users and bids (bids drawn once from ``{1..100}``), every method writes
-``eval_samples`` replies per query, the same simulated user clicks, and the same quantities are computed
-(:func:`adspace.simulate.llm_auction.environment.summarize`): revenue per query (sum of the bids of the
-clicked ads, first price per click), reward per query (revenue − λ·s_resp), ITCTR, ads per reply and the
-format-error rate.
+Every method is evaluated by the comparison harness (:mod:`.evaluation` over
+:mod:`adspace.simulate.comparison.harness`, the one evaluation path that ``adspace experiment compare``
+uses too): on the same held-out queries, users and values (drawn once from ``{1..100}``; every advertiser bids its value), each method shows one reply
+per episode (``eval_samples`` episodes per query, other seeds), and the harness's judge measures it
+under the one click model (:class:`adspace.simulate.llm_auction.users.ClickModel`):
+
+* ``revenue_per_query``: the **expected** platform revenue given the reply, under each mechanism's own
+  payment rule, in currency units per query (first price per click for LLM-Auction, the critical price
+  per click for the VCG, Rochet payments for MOSAIC); ``reward_per_query`` = revenue − λ·s_resp (the
+  paper's reward). Expected revenue has less variance than one sampled click per shown ad, so methods
+  are compared on fewer queries; ``sampled_revenue_per_query`` and ``sampled_reward_per_query`` are the
+  same with the click model's sampled clicks (the quantity of the paper's Table 2), from the same replies;
+* ``itctr``: expected clicks per inserted ad; ``ads_per_reply``; ``format_error_rate``; the share of
+  shown ads judged relevant by the Webis judgments; ``Δ NLL`` against the plain assistant.
+
+Intervals (``ci95``) are bootstrap 95% intervals over queries (:func:`adspace.simulate.comparison.harness.summarize`).
 
 Methods
 -------
-``pretrained``
-    The pre-trained LLM with the ad-writer prompt (the paper's first row).
+``pretrained``, ``pretrained_constrained``
+    The pre-trained LLM (after the ad-writer warm start, when on) with the ad-writer prompt, sampled
+    freely and under the markup constraint (the paper's first row).
 ``mosaic``
-    MOSAIC (:mod:`adspace.mechanisms.mosaic`) over ``mosaic_candidates`` replies of the pre-trained
-    ad-writer: advertiser ``i`` reports ``r_i(y) = b_i·pCTR_i(y)·1(a_i ∈ y)`` (the paper's MOSAIC baseline
-    uses its reward model the same way), the user-experience term ``−λ·s_resp(y)`` enters the logits as a
-    non-strategic part, candidates come from the generating model itself (``log π_ref = log π_gen``, the
-    importance correction cancels), and one reply is drawn from the allocation. Rochet payments (with the
-    offset) are reported as ``mosaic_payment_per_query``; revenue is the sum of the clicked bids as for all
-    methods.
+    MOSAIC, context-aware, as in the comparison (:class:`adspace.simulate.comparison.mechanisms.CurrencyMosaic`):
+    ``mosaic_candidates`` replies of the ad-writer without bids, advertiser ``i`` reports
+    ``r_i(y) = b_i·pCTR_i(y)`` in currency (pCTR: the click model), importance weights against the plain
+    prompt, ``τ = mosaic_tau``, Rochet payments with the offset, charged per auction.
 ``vcg_slot``
-    The embedding-space VCG (:func:`adspace.mechanisms.vcg.clear`) with the ad in a separate slot: the
-    pre-trained LLM answers with a plain assistant prompt, the query embedding clears an auction among
-    the candidates (centers = ad text embeddings, ``σ = vcg_sigma``, bid = the query's bid) and the winner
-    is shown below the answer as ``Sponsored: @Title@[Ad-ID]``. Revenue counts the winner's bid when
-    clicked (as for the other methods); the Clarke price per click is reported as ``vcg_payment_per_query``.
-``llm_auction``, ``llm_auction_oracle``
+    The embedding-space VCG with the ad in a separate slot below the plain assistant's answer
+    (:class:`adspace.simulate.comparison.mechanisms.SlotVCG`, ``σ = vcg_sigma``): critical price per click.
+``llm_auction``, ``llm_auction_constrained``, ``llm_auction_oracle``, ``llm_auction_oracle_constrained``
     The IRPO-trained model with the pCTR reward, and with the simulator's clicks as reward.
+
+The plain assistant (the VCG's answers and the ``Δ NLL`` reference) is the pre-trained model, loaded
+apart and never trained. The ad-writer warm start is saved as ``epoch_0/adapter`` of each IRPO run
+(:func:`adspace.simulate.comparison.checkpoint.save_delta_adapter`), so that the run folder rebuilds
+the trained model (``adspace experiment compare --llm-auction-checkpoint DIR/irpo_pctr``).
 
 A bid sweep (ad 0 of ``sweep_queries`` test queries, bids ``sweep_bids``, others fixed, ``sweep_samples``
 replies per bid) measures whether the allocation is monotone in the bid for the pre-trained and the
@@ -35,6 +46,7 @@ trained model (:func:`adspace.mechanisms.generative.monotonicity`).
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -44,7 +56,8 @@ import numpy as np
 
 from adspace.mechanisms import generative as gen
 from adspace.simulate.llm_auction.data import load_queries, split
-from adspace.simulate.llm_auction.environment import Rollout, draw_bids, prompts_for, score_texts, summarize
+from adspace.simulate.llm_auction.environment import draw_bids, prompts_for, score_texts
+from adspace.simulate.llm_auction.evaluation import evaluate_methods
 from adspace.simulate.llm_auction.training import IRPOConfig, run_irpo, sample_replies
 from adspace.simulate.llm_auction.users import ClickModel
 from adspace.simulate.llm_auction.warmstart import WarmStartConfig, warm_start, warm_start_examples, writer_figures
@@ -58,8 +71,6 @@ PAPER_TABLE2 = {
     "llm_auction_oracle": {"revenue": 174.64, "reward": 109.64},
 }
 
-PLAIN_SYSTEM = "You are a helpful AI assistant. Answer the user's question concisely."
-
 
 @dataclass
 class ExperimentConfig:
@@ -68,7 +79,8 @@ class ExperimentConfig:
     n_train: int = 18
     n_test: int = 50
     n_candidates: int = 3
-    eval_samples: int = 4
+    eval_samples: int = 4  # episodes (replies, other seeds) per held-out query and method
+    shading: float | None = None  # also run each method with the top advertiser's bid shaded (doubles the cost)
     mosaic_candidates: int = 4
     mosaic_tau: float = 5.0
     vcg_sigma: float = 1.0
@@ -104,10 +116,6 @@ class ExperimentConfig:
         return cls(**base)
 
 
-def _flat(rolls: list[list[Rollout]]) -> list[Rollout]:
-    return [r for row in rolls for r in row]
-
-
 def _sample_texts(backend, msgs, n, cfg: IRPOConfig, seed: int, queries=None) -> list[list[str]]:
     """Replies as text; constrained (``cfg.constrained``) when the queries' candidates are given."""
     if queries is not None and cfg.constrained:
@@ -115,68 +123,6 @@ def _sample_texts(backend, msgs, n, cfg: IRPOConfig, seed: int, queries=None) ->
     else:
         out = sample_replies(backend, msgs, [], n, replace(cfg, constrained=False), seed)
     return [[r.text for r in row] for row in out]
-
-
-def _evaluate_policy(
-    backend, test, bids, user, cfg: ExperimentConfig, seed: int, *, constrained: bool = False
-) -> tuple[dict, list[list[Rollout]]]:
-    msgs = prompts_for(test, bids, short=cfg.irpo.short_prompt)
-    texts = _sample_texts(backend, msgs, cfg.eval_samples, replace(cfg.irpo, constrained=constrained), seed, test)
-    rolls = score_texts(test, bids, msgs, texts, user)
-    return summarize(rolls, lam=cfg.irpo.lam, ad_cost=cfg.irpo.ad_cost, error_cost=cfg.irpo.error_cost), rolls
-
-
-def _evaluate_mosaic(backend, test, bids, user, pctr, cfg: ExperimentConfig, seed: int) -> dict:
-    from adspace.mechanisms import mosaic
-
-    msgs = prompts_for(test, bids, short=cfg.irpo.short_prompt)
-    texts = _sample_texts(backend, msgs, cfg.mosaic_candidates, cfg.irpo, seed)
-    cands = score_texts(test, bids, msgs, texts, user)
-    rng = np.random.default_rng(seed)
-    chosen_rows, pays = [], []
-    for row in cands:
-        ctr = pctr.predict(row) if pctr is not None else [r.clicked.astype(float) for r in row]
-        rewards = np.stack([r.bids * c * r.parsed.shown() for r, c in zip(row, ctr, strict=True)], axis=1)  # (n, M)
-        ux = -cfg.irpo.lam * np.array(
-            [r.parsed.s_resp(ad_cost=cfg.irpo.ad_cost, error_cost=cfg.irpo.error_cost) for r in row]
-        )
-        # the user-experience term is non-strategic: it enters the logits like log π_ref (a fixed prior)
-        base = ux / cfg.mosaic_tau
-        chosen = []
-        for _ in range(cfg.eval_samples):
-            out = mosaic.run(rewards, base - base.max(), np.zeros(len(row)), cfg.mosaic_tau, rng=rng)
-            chosen.append(row[out.index])
-            pays.append(float(np.sum(out.payments)))
-        chosen_rows.append(chosen)
-    res = summarize(chosen_rows, lam=cfg.irpo.lam, ad_cost=cfg.irpo.ad_cost, error_cost=cfg.irpo.error_cost)
-    res["mosaic_payment_per_query"] = float(np.mean(pays))
-    return res
-
-
-def _evaluate_vcg(backend, test, bids, user, cfg: ExperimentConfig, seed: int) -> dict:
-    from adspace.mechanisms.vcg import clear
-    from adspace.models.embedder import get_embedder
-
-    emb = get_embedder()
-    plain = [[{"role": "system", "content": PLAIN_SYSTEM}, {"role": "user", "content": q.text}] for q in test]
-    texts = _sample_texts(backend, plain, cfg.eval_samples, cfg.irpo, seed)
-    q_emb = emb.embed([q.text for q in test])
-    out_texts, pays = [], []
-    for k, q in enumerate(test):
-        centers = emb.embed([ClickModel.ad_text(a) for a in q.candidates])
-        res = clear(q_emb[k : k + 1], centers, np.full(len(q.candidates), cfg.vcg_sigma), bids[k])
-        w = int(res.winner[0])
-        row = []
-        for t in texts[k]:
-            row.append(t if w < 0 else f"{t}\n\nSponsored: {q.candidates[w].markup()}")
-        out_texts.append(row)
-        pays.append((w, float(res.payment[0])))
-    msgs = prompts_for(test, bids, short=cfg.irpo.short_prompt)
-    rolls = score_texts(test, bids, msgs, out_texts, user)
-    res = summarize(rolls, lam=cfg.irpo.lam, ad_cost=cfg.irpo.ad_cost, error_cost=cfg.irpo.error_cost)
-    clarke = [p if w >= 0 and r.clicked[w] else 0.0 for row, (w, p) in zip(rolls, pays, strict=True) for r in row]
-    res["vcg_payment_per_query"] = float(np.mean(clarke))
-    return res
 
 
 def _sweep(backend, test, bids, user, cfg: ExperimentConfig, seed: int) -> dict:
@@ -203,6 +149,16 @@ def _sweep(backend, test, bids, user, cfg: ExperimentConfig, seed: int) -> dict:
     out["pooled"] = {"itctr": itc.tolist(), "exposure": expo.tolist(), **asdict(pooled)}
     out["exposure_spearman"] = gen.monotonicity(cfg.sweep_bids, expo).spearman
     return out
+
+
+def _writer_figures(rows: list[dict]) -> dict:
+    """Insertion rate, format-error rate (shares of replies) and ads per reply of one method's harness rows."""
+    return {
+        "insertion_rate": float(np.mean([r["ads"] > 0 for r in rows])),
+        "format_error_rate": float(np.mean([r["any_format_error"] for r in rows])),
+        "ads_per_reply": float(np.mean([r["ads"] for r in rows])),
+        "replies": len(rows),
+    }
 
 
 def _copy_of(backend):
@@ -235,6 +191,7 @@ def _ad_writer_stage(backend, warm_q, test, bids, user, cfg: ExperimentConfig, r
 def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, *, progress=None) -> dict:
     """Run everything; write ``results.json`` and ``llm_auction.png`` to ``out_dir``; return the results."""
     from adspace.models.llm import LocalLLM
+    from adspace.simulate.comparison.checkpoint import save_delta_adapter
 
     say = progress or (lambda s: None)
     out = Path(out_dir)
@@ -263,26 +220,20 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, *, progress=None)
 
     dev = cfg.irpo.device
     base = timed("load model", lambda: LocalLLM(device=dev))
+    plain = timed("load plain model", lambda: LocalLLM(device=dev))  # never trained: the plain assistant
     results["model"] = base.name
-    # the embedding VCG's separate slot needs no ad-writer: the base model answers with a plain prompt
-    results["methods"]["vcg_slot"] = timed(
-        "vcg_slot", lambda: _evaluate_vcg(base, test, test_bids, user, cfg, cfg.seed + 2)
-    )
     if cfg.warm is not None:
         results["ad_writer"] = timed(
             "ad-writer warm start", lambda: _ad_writer_stage(base, warm_q, test, test_bids, user, cfg, rng)
         )
-    results["methods"]["pretrained"], pre_rolls = timed(
-        "pretrained", lambda: _evaluate_policy(base, test, test_bids, user, cfg, cfg.seed + 1)
-    )
-    results["methods"]["pretrained_constrained"], pre_con_rolls = timed(
-        "pretrained constrained",
-        lambda: _evaluate_policy(base, test, test_bids, user, cfg, cfg.seed + 1, constrained=True),
-    )
-    # the ad-writer stage's figures on all held-out replies: the prompt alone, then with constrained decoding
-    results.setdefault("ad_writer", {}).update(
-        prompt_only=writer_figures(pre_rolls), constrained=writer_figures(pre_con_rolls)
-    )
+        # the warm start merges its adapter in place: keep it as epoch 0 of each run, so a run folder
+        # rebuilds the model IRPO started from (adspace experiment compare --llm-auction-checkpoint)
+        adapter = out / "irpo_pctr" / "epoch_0" / "adapter"
+        results["ad_writer"]["adapter_error"] = save_delta_adapter(
+            plain.model, base.model, adapter, rank=cfg.warm.lora_r, targets=cfg.warm.lora_targets
+        )
+        if cfg.oracle:
+            shutil.copytree(adapter, out / "irpo_oracle" / "epoch_0" / "adapter", dirs_exist_ok=True)
     sweep_pre = timed("sweep pretrained", lambda: _sweep(base, test, test_bids, user, cfg, cfg.seed + 3))
 
     policy = _copy_of(base)
@@ -290,18 +241,8 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, *, progress=None)
         "train llm_auction", lambda: run_irpo(policy, train, cfg.irpo, out / "irpo_pctr", user=user, progress=say)
     )
     results["training"]["llm_auction"] = trained["epochs"]
-    pctr = trained["pctr"]
-    results["methods"]["mosaic"] = timed(
-        "mosaic", lambda: _evaluate_mosaic(base, test, test_bids, user, pctr, cfg, cfg.seed + 4)
-    )
-    results["methods"]["llm_auction"], _ = timed(
-        "llm_auction", lambda: _evaluate_policy(policy, test, test_bids, user, cfg, cfg.seed + 1)
-    )
-    results["methods"]["llm_auction_constrained"], _ = timed(
-        "llm_auction constrained",
-        lambda: _evaluate_policy(policy, test, test_bids, user, cfg, cfg.seed + 1, constrained=True),
-    )
     sweep_post = timed("sweep llm_auction", lambda: _sweep(policy, test, test_bids, user, cfg, cfg.seed + 3))
+    policies = {"llm_auction": policy}
     if cfg.oracle:
         oracle = _copy_of(base)
         ocfg = IRPOConfig(**{**asdict(cfg.irpo), "reward": "oracle"})
@@ -310,13 +251,27 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, *, progress=None)
             lambda: run_irpo(oracle, train, ocfg, out / "irpo_oracle", user=user, progress=say),
         )
         results["training"]["llm_auction_oracle"] = ot["epochs"]
-        results["methods"]["llm_auction_oracle"], _ = timed(
-            "llm_auction_oracle", lambda: _evaluate_policy(oracle, test, test_bids, user, cfg, cfg.seed + 1)
-        )
-        results["methods"]["llm_auction_oracle_constrained"], _ = timed(
-            "llm_auction_oracle constrained",
-            lambda: _evaluate_policy(oracle, test, test_bids, user, cfg, cfg.seed + 1, constrained=True),
-        )
+        policies["llm_auction_oracle"] = oracle
+    methods, rows = timed(
+        "evaluate",
+        lambda: evaluate_methods(
+            plain,
+            base,
+            policies,
+            user,
+            test,
+            cfg,
+            values=test_bids,
+            progress=lambda done, total: say(f"evaluate: {done}/{total} episodes"),
+        ),
+    )
+    order = ("vcg_slot", "pretrained", "pretrained_constrained", "mosaic")
+    results["methods"] = {k: methods[k] for k in order} | {k: v for k, v in methods.items() if k not in order}
+    results["per_query"] = rows
+    # the ad-writer's figures on every held-out reply: the prompt alone, then with constrained decoding
+    results.setdefault("ad_writer", {}).update(
+        prompt_only=_writer_figures(rows["pretrained"]), constrained=_writer_figures(rows["pretrained_constrained"])
+    )
     results["bid_sweep"] = {"pretrained": sweep_pre, "llm_auction": sweep_post}
     results["timings_s"] = timings
     results["cpu_s"] = cpu  # process CPU time: on a shared machine the honest measure of the work done
