@@ -79,7 +79,9 @@ EOF
 run="$stage/run"
 rm -rf "$run"
 t1=$(date +%s)
-timeout -s INT -k 20 "${ADSPACE_TIMEOUT:-480}" python3 -m adspace.cli experiment llm-auction --full \
+# (not `python3 -m adspace.cli`: the command modules would register on a second copy of the module)
+timeout -s INT -k 20 "${ADSPACE_TIMEOUT:-480}" python3 -c 'import sys; sys.argv[0] = "adspace"; from adspace.cli import app; app()' \
+    experiment llm-auction --full \
     --data "$stage/payload/webis-ads" --out "$run" "$@" 2>&1 | tee "$out/log.txt"
 rc=${PIPESTATUS[0]}
 echo "experiment exit $rc after $(($(date +%s) - t1)) s (whole call $(($(date +%s) - t0)) s)" | tee -a "$out/log.txt"
