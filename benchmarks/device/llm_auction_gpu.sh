@@ -16,7 +16,8 @@
 # $ADSPACE_STAGE (default /tmp/adspace_dev) survives between calls while the machine stays warm. The run
 # is cut after $ADSPACE_TIMEOUT seconds (default 480): the experiment leaves results.partial.json with
 # the phases it finished. What comes back is copied to $OUT (at most 8 files): log.txt, env.txt,
-# results.json (or results.partial.json), llm_auction.png and the IRPO metrics of both trainings.
+# results.json (or results.partial.json), llm_auction.png, the IRPO metrics of both trainings and
+# sampler.json (benchmarks/device/sampler_gpu.py, run first: it also converts the GGUF once).
 set -uo pipefail
 
 mode=${1:?usage: llm_auction_gpu.sh part|run [experiment args]}
@@ -74,6 +75,20 @@ for d in ("transformers", "tokenizers", "huggingface_hub", "trl", "peft", "accel
 EOF
     echo "prepared in $(($(date +%s) - t0)) s"
 } 2>&1 | tee "$out/env.txt"
+
+# --- the sampler's throughput on this device (and a check of the sync-free decode loop) ---------------
+# the first load also converts the GGUF to fp32 (cached in $ADSPACE_CACHE for the experiment)
+# shellcheck disable=SC2086
+timeout -k 10 "${ADSPACE_BENCH_TIMEOUT:-90}" python3 "$here/code/benchmarks/device/sampler_gpu.py" \
+    --device "${ADSPACE_DEVICE:-cuda}" --data "$stage/payload/webis-ads" ${ADSPACE_BENCH_ARGS:---prompts 100 --n 4 --tokens 64} \
+    >"$out/sampler.json" 2>"$stage/sampler.err"
+echo "sampler benchmark exit $? ($(($(date +%s) - t0)) s into the call)"
+cat "$out/sampler.json"
+if ! grep -q '"sync_free_ok": true' "$out/sampler.json"; then
+    echo "the sync-free decode loop failed or was not reached: the experiment uses the synced loop"
+    tail -20 "$stage/sampler.err"
+    export ADSPACE_DECODE=synced
+fi
 
 # --- the experiment ----------------------------------------------------------------------------------
 run="$stage/run"

@@ -18,6 +18,7 @@ The H100 measurement of 2026-11-26 had the synced loop at 0.77x the tokens per s
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 __all__ = ["DECODE_LOOPS", "EOS_EVERY", "decode", "decode_loop_for"]
@@ -27,9 +28,15 @@ EOS_EVERY = 8  # sync-free: steps between end-of-turn checks
 
 
 def decode_loop_for(device: Any) -> str:
-    """``"sync-free"`` on a CUDA device, ``"synced"`` elsewhere."""
+    """``"sync-free"`` on a CUDA device, ``"synced"`` elsewhere; ``$ADSPACE_DECODE`` (a loop's name) picks
+    one for every device (a fallback should the sync-free loop fail on some GPU)."""
     import torch
 
+    forced = os.environ.get("ADSPACE_DECODE")
+    if forced:
+        if forced not in DECODE_LOOPS:
+            raise ValueError(f"ADSPACE_DECODE: must be one of {', '.join(DECODE_LOOPS)}, got {forced!r}")
+        return forced
     return "sync-free" if torch.device(device).type == "cuda" else "synced"
 
 

@@ -1,0 +1,19 @@
+"""Which decode loop a device gets, and the ``ADSPACE_DECODE`` override."""
+
+from __future__ import annotations
+
+import pytest
+
+from adspace.models.local_decode import decode_loop_for
+
+
+def test_adspace_decode_picks_the_loop_for_every_device(monkeypatch):
+    monkeypatch.setenv("ADSPACE_DECODE", "synced")
+    assert decode_loop_for("cuda:0") == "synced" and decode_loop_for("cpu") == "synced"
+    monkeypatch.setenv("ADSPACE_DECODE", "sync-free")
+    assert decode_loop_for("cpu") == "sync-free"
+    monkeypatch.setenv("ADSPACE_DECODE", "fast")
+    with pytest.raises(ValueError, match="ADSPACE_DECODE: must be one of synced, sync-free, got 'fast'"):
+        decode_loop_for("cpu")
+    monkeypatch.delenv("ADSPACE_DECODE")
+    assert decode_loop_for("cpu") == "synced" and decode_loop_for("cuda") == "sync-free"
