@@ -89,6 +89,10 @@ if ! grep -q '"sync_free_ok": true' "$out/sampler.json"; then
     tail -20 "$stage/sampler.err"
     export ADSPACE_DECODE=synced
 fi
+if ! grep -q '"padded_ok": true' "$out/sampler.json"; then
+    echo "padded scoring failed or was not reached: the experiment uses the cached scoring path"
+    export ADSPACE_SCORING=cached
+fi
 
 # --- the experiment ----------------------------------------------------------------------------------
 run="$stage/run"

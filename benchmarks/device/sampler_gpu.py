@@ -2,10 +2,11 @@
 
 Replies per second of :meth:`adspace.models.llm.LocalLLM.sample` with each decode loop (``synced`` and
 ``sync-free``, :mod:`adspace.models.local_decode`) and of the constrained ad-writer
-(:func:`adspace.simulate.llm_auction.constrained.sample_constrained`), all on the same prompts and seed.
+(:func:`adspace.simulate.llm_auction.constrained.sample_constrained`), all on the same prompts and seed,
+then of teacher-forced scoring of the synced replies by both paths (:mod:`adspace.models.local_scoring`).
 Every prompt's ``n`` replies run in one decoding batch. ``same_tokens`` says whether the two loops drew
-the same replies. A loop that fails is reported (``error``) and the others still run; the GPU driver
-(``llm_auction_gpu.sh``) then falls back to the synced loop for the experiment.
+the same replies. A variant that fails is reported (``error``) and the others still run; the GPU driver
+(``llm_auction_gpu.sh``) then falls back to the synced loop or the cached scoring path.
 
     python benchmarks/device/sampler_gpu.py --device cuda --prompts 100 --n 4 --tokens 64 --data DIR
 """
@@ -55,8 +56,10 @@ def main() -> None:
         "max_new_tokens": args.tokens,
         "load_avg_1m": os.getloadavg()[0],
         "runs": {},
+        "scoring": {},
     }
     texts = {}
+    replies = None
     for name in ("sync-free", "synced", "constrained"):
         try:
             if name != "constrained":
@@ -73,6 +76,8 @@ def main() -> None:
                 rep = sample_constrained(llm, msgs, cands, args.n, **kw)
             sync()
             dt = time.perf_counter() - t
+            if name == "synced":
+                replies = rep
             flat = [r for row in rep for r in row]
             toks = sum(len(r) for r in flat)
             texts[name] = [r.text for r in flat]
@@ -85,6 +90,29 @@ def main() -> None:
             }
         except Exception as exc:  # noqa: BLE001 - reported, the other variants still run
             out["runs"][name] = {"error": f"{type(exc).__name__}: {exc}"}
+    # teacher-forced scoring of the synced loop's replies by both paths (local_scoring), same numbers expected
+    scores = {}
+    if replies is not None:
+        pp = [m for m in msgs for _ in range(args.n)]
+        rr = [r for row in replies for r in row]
+        for path in ("padded", "cached"):
+            try:
+                llm.scoring = path
+                llm.score(pp[:2], rr[:2])  # warm-up
+                sync()
+                t = time.perf_counter()
+                scores[path] = llm.score(pp, rr)
+                sync()
+                dt = time.perf_counter() - t
+                out["scoring"][path] = {"seconds": dt, "replies_per_s": len(rr) / dt}
+            except Exception as exc:  # noqa: BLE001 - reported; the driver falls back to the cached path
+                out["scoring"][path] = {"error": f"{type(exc).__name__}: {exc}"}
+        if len(scores) == 2:
+            out["scoring"]["max_abs_diff"] = float(np.max(np.abs(scores["padded"] - scores["cached"])))
+        sampled = np.array([r.model_logprob for r in rr])
+        for path, v in scores.items():
+            out["scoring"][f"{path}_vs_sampled_max_abs_diff"] = float(np.max(np.abs(v - sampled)))
+    out["padded_ok"] = "padded" in scores
     if "sync-free" in texts and "synced" in texts:
         out["same_tokens"] = texts["sync-free"] == texts["synced"]
     out["sync_free_ok"] = "error" not in out["runs"]["sync-free"]
