@@ -127,3 +127,15 @@ def test_summarize_reports_intervals_per_metric():
     s = summarize(rolls)
     assert set(s["ci95"]) == {"revenue_per_query", "reward_per_query", "itctr", "ads_per_reply", "format_error_rate"}
     assert s["ci95"]["revenue_per_query"] == [20.0, 20.0]  # one query: its mean, no spread
+
+
+def test_explore_replies_stratifies_candidates_within_a_query():
+    # with every reply edited, the M replies of one query carry distinct candidates until all are used
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        m = len(ADS) + 1
+        out = explore_replies([["Plain answer. More text."] * m], [Q], 1.0, rng)[0]
+        shown = [parse_reply(t, ADS).indices for t in out]
+        assert all(len(s) == 1 for s in shown)
+        firsts = [s[0] for s in shown[: len(ADS)]]
+        assert sorted(firsts) == list(range(len(ADS)))

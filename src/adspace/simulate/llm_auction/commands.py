@@ -38,9 +38,9 @@ def llm_auction(
     sweep_samples: int | None = typer.Option(None, "--sweep-samples", help="Replies per bid in the bid sweep."),
     oracle: bool = typer.Option(True, "--oracle/--no-oracle", help="Also train the Oracle variant."),
     warm: bool = typer.Option(
-        True,
+        False,
         "--warm-start/--no-warm-start",
-        help="The ad-writer stage: a supervised warm start on ad-integrated replies before IRPO.",
+        help="Before IRPO, a supervised warm start of the ad-writer on ad-integrated replies (off by default).",
     ),
     seed: int = typer.Option(0, "--seed"),
     device: str | None = typer.Option(
@@ -71,7 +71,11 @@ def llm_auction(
         raise typer.BadParameter(str(exc), param_hint="--device") from None
     over = {k: v for k, v in dict(n_train=n_train, n_test=n_test, sweep_samples=sweep_samples).items() if v is not None}
     cfg = replace(cfg, oracle=oracle, seed=seed, data=str(data) if data else None, **over)
-    if not warm:
+    if warm and cfg.warm is None:
+        from adspace.simulate.llm_auction.warmstart import WarmStartConfig
+
+        cfg = replace(cfg, warm=WarmStartConfig())
+    elif not warm:
         cfg = replace(cfg, warm=None)
     irpo_over = {
         k: v for k, v in dict(epochs=epochs, samples=samples, max_new_tokens=max_new_tokens).items() if v is not None
@@ -123,10 +127,17 @@ def llm_auction(
             str(p.get("reward", "")),
         )
     console.print(table)
-    if "ad_writer" in res:
-        w = res["ad_writer"]
+    w = res.get("ad_writer", {})
+    if "prompt_only" in w:
+        a, c = w["prompt_only"], w["constrained"]
         console.print(
-            f"ad-writer warm start ({w['examples']} replies, {w['steps']} steps): insertion rate "
+            f"pre-trained ad-writer ({a['replies']} held-out replies): insertion rate {a['insertion_rate']:.2f}, "
+            f"format-error rate {a['format_error_rate']:.2f} with the prompt alone; {c['insertion_rate']:.2f} and "
+            f"{c['format_error_rate']:.2f} with constrained decoding"
+        )
+    if "before" in w:
+        console.print(
+            f"supervised warm start ({w['examples']} replies, {w['steps']} steps): insertion rate "
             f"{w['before']['insertion_rate']:.2f} -> {w['after']['insertion_rate']:.2f}, format-error rate "
             f"{w['before']['format_error_rate']:.2f} -> {w['after']['format_error_rate']:.2f} "
             f"({w['after']['replies']} held-out replies, unconstrained)"

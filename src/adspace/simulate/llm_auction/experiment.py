@@ -65,7 +65,7 @@ PLAIN_SYSTEM = "You are a helpful AI assistant. Answer the user's question conci
 class ExperimentConfig:
     """Scale of the experiment; the defaults fit 2 CPU cores in 30 minutes, :meth:`full` one GPU in 10."""
 
-    n_train: int = 6
+    n_train: int = 18
     n_test: int = 50
     n_candidates: int = 3
     eval_samples: int = 4
@@ -78,8 +78,10 @@ class ExperimentConfig:
     oracle: bool = True
     seed: int = 0
     data: str | None = None
-    irpo: IRPOConfig = field(default_factory=lambda: IRPOConfig(max_new_tokens=40, max_pairs=8, constrained=True))
-    warm: WarmStartConfig | None = field(default_factory=WarmStartConfig)  # the ad-writer stage (None: skip)
+    irpo: IRPOConfig = field(default_factory=lambda: IRPOConfig(max_new_tokens=40, max_pairs=24, constrained=True))
+    # the supervised warm start (:mod:`.warmstart`, ``--warm-start``); off by default: measured, it did not
+    # raise the insertion rate at this scale (docs/llm-auction.md), and its time goes to IRPO instead
+    warm: WarmStartConfig | None = None
     n_warm: int = 48  # warm-start queries (disjoint from training and held-out queries)
     writer_check: int = 12  # held-out queries (x 2 replies) for the ad-writer stage's before/after figures
 
@@ -309,12 +311,16 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, *, progress=None)
         results["ad_writer"] = timed(
             "ad-writer warm start", lambda: _ad_writer_stage(base, warm_q, test, test_bids, user, cfg, rng)
         )
-    results["methods"]["pretrained"], _ = timed(
+    results["methods"]["pretrained"], pre_rolls = timed(
         "pretrained", lambda: _evaluate_policy(base, test, test_bids, user, cfg, cfg.seed + 1)
     )
-    results["methods"]["pretrained_constrained"], _ = timed(
+    results["methods"]["pretrained_constrained"], pre_con_rolls = timed(
         "pretrained constrained",
         lambda: _evaluate_policy(base, test, test_bids, user, cfg, cfg.seed + 1, constrained=True),
+    )
+    # the ad-writer stage's figures on all held-out replies: the prompt alone, then with constrained decoding
+    results.setdefault("ad_writer", {}).update(
+        prompt_only=writer_figures(pre_rolls), constrained=writer_figures(pre_con_rolls)
     )
     sweep_pre = timed("sweep pretrained", lambda: _sweep(base, test, test_bids, user, cfg, cfg.seed + 3))
     results["bid_sweep"] = {"pretrained": sweep_pre}

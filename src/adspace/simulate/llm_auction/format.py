@@ -61,6 +61,8 @@ __all__ = [
     "Insertion",
     "ParsedReply",
     "check_candidates",
+    "CONNECTIVES",
+    "insert_ad_sentence",
     "insert_markup",
     "parse_reply",
     "strip_markup",
@@ -349,3 +351,24 @@ def insert_markup(sentence: str, ad: Ad) -> str:
         tail = s[-1] + tail
         s = s[:-1]
     return f"{s} {ad.markup()}{tail}"
+
+
+#: Short sentence openers for an ad written in as its own sentence (exploration and the warm start).
+CONNECTIVES = ("You could try", "A good option is", "Consider", "Many people like")
+
+
+def insert_ad_sentence(text: str, ad: Ad, rng, *, max_first_sentence: int | None = None) -> str:
+    """``text`` with ``"<connective> @Title@[Ad-ID]."`` written in as a sentence of its own: after the first
+    sentence (with probability 1/2, when there is one of at most ``max_first_sentence`` characters) or at
+    the start. ``rng`` is a NumPy generator (one draw for the connective, one for the position).
+
+    >>> import numpy as np
+    >>> insert_ad_sentence("Rest well. Then run.", Ad("Ad-1", "Soup Kit"), np.random.default_rng(1))
+    'A good option is @Soup Kit@[Ad-1]. Rest well. Then run.'
+    """
+    ins = f"{CONNECTIVES[int(rng.integers(len(CONNECTIVES)))]} {ad.markup()}."
+    cut = text.find(". ")
+    fits = cut >= 0 and (max_first_sentence is None or cut < max_first_sentence)
+    if fits and rng.random() < 0.5:
+        return f"{text[: cut + 1]} {ins} {text[cut + 2 :]}"
+    return f"{ins} {text}".strip()

@@ -40,7 +40,7 @@ import numpy as np
 from adspace.mechanisms import generative as gen
 from adspace.simulate.llm_auction.data import AuctionQuery
 from adspace.simulate.llm_auction.environment import Rollout, draw_bids, prompts_for, score_texts
-from adspace.simulate.llm_auction.format import parse_reply, strip_markup
+from adspace.simulate.llm_auction.format import insert_ad_sentence, parse_reply, strip_markup
 from adspace.simulate.llm_auction.users import ClickModel, UserSimulator
 
 __all__ = [
@@ -316,39 +316,39 @@ def preference_pairs(rewards: Sequence[float], delta_th: float) -> list[tuple[in
     return [(best, j) for j in range(r.size) if r[best] - r[j] > delta_th]
 
 
-_CONNECTIVES = ("You could try", "A good option is", "Consider", "Many people like")
-
-
 def explore_replies(
     texts: Sequence[Sequence[str]], queries: Sequence[AuctionQuery], share: float, rng: np.random.Generator
 ) -> list[list[str]]:
-    """Exploration for small models: in a ``share`` of the sampled replies, insert one candidate ad (drawn
-    uniformly) as ``"<connective> @Title@[Ad-ID]."`` at the start of the reply or after its first sentence.
+    """Exploration for small models: in a ``share`` of the sampled replies, insert one candidate ad as
+    ``"<connective> @Title@[Ad-ID]."`` at the start of the reply or after its first sentence
+    (:func:`~adspace.simulate.llm_auction.format.insert_ad_sentence`).
 
-    A 135M model almost never writes the markup by itself, so on-policy replies would all have reward 0
-    and give no preference pairs. The edited replies are off-policy data for DPO (which does not require
+    A 135M model seldom writes the markup by itself, so on-policy replies would mostly have reward 0
+    and give few preference pairs. The edited replies are off-policy data for DPO (which does not require
     on-policy samples); they let the preference signal (relevance, nativeness, bid) reach the model.
-    ``share = 0`` is the paper's purely on-policy IRPO. Only an ad the reply does not carry yet is inserted
-    (a second insertion of the same ad would be a format error, which constrained decoding never writes).
+    The candidates are stratified within a query: the edited replies of one query take the candidates in a
+    random order, one each, before any candidate repeats, so that the replies DPO compares differ in
+    *which* ad they carry (relevance and bid), not only in whether they carry one. Only an ad the reply
+    does not carry yet is inserted (a second insertion of the same ad would be a format error, which
+    constrained decoding never writes). ``share = 0`` is the paper's purely on-policy IRPO.
     """
     if not 0.0 <= share <= 1.0:
         raise ValueError(f"explore: must be in [0, 1], got {share!r}")
     out = []
     for q, row in zip(queries, texts, strict=True):
+        order = [int(k) for k in rng.permutation(len(q.candidates))]
         new = []
         for t in row:
             if share > 0 and rng.random() < share:
-                fresh = [k for k in range(len(q.candidates)) if k not in parse_reply(t, q.candidates).indices]
+                have = parse_reply(t, q.candidates).indices
+                fresh = [k for k in order if k not in have]
                 if not fresh:
                     new.append(t)
                     continue
-                ad = q.candidates[fresh[int(rng.integers(len(fresh)))]]
-                ins = f"{_CONNECTIVES[int(rng.integers(len(_CONNECTIVES)))]} {ad.markup()}."
-                cut = t.find(". ")
-                if cut >= 0 and rng.random() < 0.5:
-                    t = f"{t[: cut + 1]} {ins} {t[cut + 2 :]}"
-                else:
-                    t = f"{ins} {t}"
+                k = fresh[0]
+                order.remove(k)
+                order.append(k)  # the next edited reply of this query takes another candidate first
+                t = insert_ad_sentence(t, q.candidates[k], rng)
             new.append(t)
         out.append(new)
     return out

@@ -2,7 +2,7 @@
 
 SmolLM2-135M-Instruct, given the ad-writer prompt, answers the question but almost never writes a
 candidate's markup by itself, so on-policy IRPO would see no ad and no reward. The paper's pre-trained
-model (an 8B instruct model) is already an ad-writer; this stage makes the small one one, before IRPO:
+model (a multi-billion-parameter instruct model) is already an ad-writer; this stage makes the small one one, before IRPO:
 
 1. **Replies the project writes.** For each warm-start query (disjoint from the held-out queries) the
    model answers under the ad-writer prompt (its own words, so the target stays in its distribution);
@@ -31,12 +31,10 @@ import numpy as np
 
 from adspace.simulate.llm_auction.data import AuctionQuery
 from adspace.simulate.llm_auction.environment import prompts_for
-from adspace.simulate.llm_auction.format import Ad, parse_reply
+from adspace.simulate.llm_auction.format import Ad, insert_ad_sentence, parse_reply
 from adspace.simulate.llm_auction.users import ClickModel
 
 __all__ = ["WarmStartConfig", "ad_integrated_reply", "pick_ad", "warm_start", "warm_start_examples", "writer_figures"]
-
-CONNECTIVES = ("You could try", "A good option is", "Consider", "Many people like")
 
 
 @dataclass(frozen=True)
@@ -82,11 +80,7 @@ def ad_integrated_reply(answer: str, ad: Ad, rng: np.random.Generator) -> str:
     'A good option is @Soup Kit@[Ad-1]. Rest well. Then run.'
     """
     text = " ".join(answer.replace("@", " ").replace("[", "(").replace("]", ")").split())
-    ins = f"{CONNECTIVES[int(rng.integers(len(CONNECTIVES)))]} {ad.markup()}."
-    cut = text.find(". ")
-    if 0 <= cut < 120 and rng.random() < 0.5:
-        return f"{text[: cut + 1]} {ins} {text[cut + 2 :]}"
-    return f"{ins} {text}".strip()
+    return insert_ad_sentence(text, ad, rng, max_first_sentence=120)
 
 
 def warm_start_examples(
