@@ -89,12 +89,13 @@ class ExperimentConfig:
     def full(cls, device: str = "cuda", **kw: Any) -> ExperimentConfig:
         """One GPU in about five minutes (at most ten): the default training recipe at a larger scale.
 
-        256 training queries x 3 IRPO epochs x M = 4 replies of up to 64 tokens, <= 192 DPO pairs per
-        epoch in batches of 16; 100 held-out queries x 4 replies per method, MOSAIC over 8 candidates,
-        a bid sweep of 10 queries x 5 bids x 32 replies. Everything runs on ``device`` (sampling, scoring,
-        pCTR and DPO; the sentence embedder stays on the CPU), with bf16 mixed precision in DPO where
-        the GPU supports it. The paper's scale (12,000 / 3,000 queries, replies up to 2,048 tokens, full
-        fine-tuning at lr 1e-6) needs hours on a GPU; its hyperparameters are
+        256 training queries x 3 IRPO epochs x M = 4 replies of up to 64 tokens, as many DPO pairs per
+        training query as the default (341 per epoch) in batches of 16; 100 held-out queries x 4 replies
+        per method, MOSAIC over 8 candidates, a bid sweep of 10 queries x 5 bids x 32 replies.
+        Everything runs on ``device`` (sampling, scoring, pCTR and DPO; the sentence embedder stays on
+        the CPU), with bf16 mixed precision in DPO where the GPU supports it. The paper's scale (12,000 /
+        3,000 queries, replies up to 2,048 tokens, full fine-tuning at lr 1e-6) is far beyond ten minutes
+        on one GPU; its hyperparameters are
         :meth:`~adspace.simulate.llm_auction.training.IRPOConfig.paper`. ``kw`` overrides any field.
         """
         import torch
@@ -102,6 +103,8 @@ class ExperimentConfig:
         dev = torch.device(device)
         bf16 = dev.type == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
         recipe = cls()
+        n_train = max(256, recipe.n_train)
+        pairs = recipe.irpo.max_pairs
         irpo = replace(
             recipe.irpo,
             device=device,
@@ -109,11 +112,11 @@ class ExperimentConfig:
             epochs=max(3, recipe.irpo.epochs),
             samples=max(4, recipe.irpo.samples),
             max_new_tokens=64,
-            max_pairs=192,
+            max_pairs=None if pairs is None else round(pairs * n_train / recipe.n_train),  # as many per query
             batch_size=16,
         )
         base: dict[str, Any] = dict(
-            n_train=max(256, recipe.n_train),
+            n_train=n_train,
             n_test=max(100, recipe.n_test),
             eval_samples=max(4, recipe.eval_samples),
             mosaic_candidates=8,
