@@ -375,7 +375,7 @@ def test_llm_auction_experiment_rows_are_the_compare_commands_rows():
 
     llm, clicks, trained = WordLLM(), ClickModel(seed=5, embedder=BagEmbedder()), TrainedWordLLM()
     qs = queries()
-    cfg = ExperimentConfig(n_test=len(qs), seed=5, warm=None, mosaic_candidates=5, mosaic_tau=1.0)
+    cfg = ExperimentConfig(n_test=len(qs), seed=5, warm=None, mosaic_candidates=5, mosaic_tau=1.0, eval_samples=1)
     drawn = draw_bids(len(qs), 3, np.random.default_rng(5 + 10_000))  # how run_experiment draws its test bids
     methods, rows = evaluate_methods(
         llm, llm, {"llm_auction": trained}, clicks, qs, cfg, constrained=False, values=drawn, embedder=BagEmbedder()

@@ -13,6 +13,7 @@ from adspace.simulate.llm_auction.constrained import (
     ConstrainedLogProbs,
     MarkupConstraint,
     MarkupState,
+    mask_rows,
     sample_constrained,
     score_constrained,
     token_table,
@@ -79,6 +80,41 @@ def test_theorem_every_constrained_reply_parses_without_format_errors(tokenizer,
     assert text == tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
     parsed = parse_reply(text, ads)
     assert parsed.n_errors == 0, (text, parsed.errors)
+
+
+@FEW
+@given(
+    titles=st.lists(TITLE.filter(lambda t: not t.startswith("[")), min_size=1, max_size=3, unique=True),
+    seed=st.integers(0, 2**31 - 1),
+    cuts=st.lists(st.integers(-2, 12), min_size=1, max_size=6),
+)
+def test_theorem_batched_mask_equals_the_mask_of_each_row(tokenizer, titles, seed, cuts):
+    """``mask_rows`` (one indexed write per kind of row, the sampler's path) gives every row exactly what
+    ``mask_logits`` gives it alone; an ended row keeps only the padding token. Rows: -2 ended, -1 outside
+    an insertion, k >= 0 k bytes into an insertion."""
+    ads = _ads(titles)
+    table = token_table(tokenizer)
+    con = MarkupConstraint(table, ads)
+    states, active = [], []
+    for k, cut in enumerate(cuts):
+        st_ = MarkupState()
+        if cut >= 0:
+            st_ = con.advance(st_, table.by_bytes[b" @"][0])
+            body = con.bodies[(seed + k) % len(ads)]
+            for b in body[: cut % len(body)]:
+                st_ = con.advance(st_, table.by_bytes[bytes([b])][0])
+        states.append(st_)
+        active.append(cut != -2)
+    z = torch.randn(len(cuts), table.vocab, generator=torch.Generator().manual_seed(seed))
+    got = mask_rows(z.clone(), [con] * len(cuts), states, active, pad_id=7)
+    for r in range(len(cuts)):
+        want = z[r].clone()
+        if active[r]:
+            con.mask_logits(want, states[r])
+        else:
+            want.fill_(float("-inf"))
+            want[7] = 0.0
+        assert torch.equal(got[r], want), r
 
 
 @FEW
