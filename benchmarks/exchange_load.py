@@ -322,7 +322,11 @@ def main() -> None:
     )
     ap.add_argument("--no-ceiling", action="store_true", help="skip the stack ceiling")
     ap.add_argument(
-        "--py-spy", default=None, help="path to py-spy: profile the server during the first embedding phase"
+        "--py-spy", default=None, help="path to py-spy: profile the server during the first run of each profiled phase"
+    )
+    ap.add_argument("--py-spy-phases", nargs="+", default=["embedding"], help="phases to profile (default: embedding)")
+    ap.add_argument(
+        "--py-spy-idle", action="store_true", help="sample idle threads too (default: only the thread holding the GIL)"
     )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None, help="also write the JSON here")
@@ -384,7 +388,7 @@ def main() -> None:
             wrk(cbase, pub_key, "POST_BODY", emb_bodies[:200], 2, 2, tmp, ceiling.pid)
 
         phases = []
-        profiled = False
+        profiled: set[str] = set()
         for conc in args.concurrency:
             for phase in args.phases:
                 if phase == "billing":
@@ -396,8 +400,8 @@ def main() -> None:
                     method, lines = "POST_BODY", emb_bodies if phase == "embedding" else text_bodies
                 s0 = stats()
                 spy = None
-                if args.py_spy and phase == "embedding" and not profiled:
-                    raw = tmp / "profile.txt"
+                if args.py_spy and phase in args.py_spy_phases and phase not in profiled:
+                    raw = tmp / f"profile-{phase}.txt"
                     spy_cmd = [
                         args.py_spy,
                         "record",
@@ -406,7 +410,7 @@ def main() -> None:
                         "--format",
                         "raw",
                         "--nonblocking",
-                        "--gil",
+                        "--idle" if args.py_spy_idle else "--gil",
                     ]
                     spy_cmd += ["--subprocesses", "--duration", str(max(1, round(args.seconds) - 1)), "-o", str(raw)]
                     spy = subprocess.Popen(spy_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -418,7 +422,7 @@ def main() -> None:
                 if spy is not None:
                     spy.wait(timeout=60)
                     row["profile"] = profile_summary(raw)
-                    profiled = True
+                    profiled.add(phase)
                 if phase == "billing" and ex["requests"] > len(lines):
                     row["note"] = f"ran out of distinct auctions: {ex['requests'] - len(lines)} repeats"
                 if ceiling is not None:
