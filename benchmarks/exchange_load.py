@@ -215,7 +215,7 @@ def wrk(
     return r
 
 
-def profile_summary(raw: Path, top: int = 20) -> dict:
+def profile_summary(raw: Path, top: int = 40) -> dict:
     """Summarise py-spy's collapsed stacks: the functions with the most samples, self and inclusive."""
     self_n: dict[str, int] = {}
     incl: dict[str, int] = {}
@@ -325,6 +325,7 @@ def main() -> None:
         "--py-spy", default=None, help="path to py-spy: profile the server during the first run of each profiled phase"
     )
     ap.add_argument("--py-spy-phases", nargs="+", default=["embedding"], help="phases to profile (default: embedding)")
+    ap.add_argument("--py-spy-rate", type=int, default=100, help="py-spy samples per second")
     ap.add_argument(
         "--py-spy-idle", action="store_true", help="sample idle threads too (default: only the thread holding the GIL)"
     )
@@ -410,6 +411,8 @@ def main() -> None:
                         "--format",
                         "raw",
                         "--nonblocking",
+                        "--rate",
+                        str(args.py_spy_rate),
                         "--idle" if args.py_spy_idle else "--gil",
                     ]
                     spy_cmd += ["--subprocesses", "--duration", str(max(1, round(args.seconds) - 1)), "-o", str(raw)]
@@ -422,6 +425,8 @@ def main() -> None:
                 if spy is not None:
                     spy.wait(timeout=60)
                     row["profile"] = profile_summary(raw)
+                    if args.out:  # the collapsed stacks too, for a closer look
+                        shutil.copy(raw, args.out.with_name(f"{args.out.stem}.{phase}.pyspy.txt"))
                     profiled.add(phase)
                 if phase == "billing" and ex["requests"] > len(lines):
                     row["note"] = f"ran out of distinct auctions: {ex['requests'] - len(lines)} repeats"
