@@ -219,6 +219,7 @@ class AuctionService:
         self._closed = False
         self._thread: threading.Thread | None = None
         self._last_batch = 0
+        self._idle = False  # the pipeline waits for work (an arrival must wake it)
         self._slots = threading.BoundedSemaphore(IN_FLIGHT)
 
     # -- the pipeline --------------------------------------------------------------------------------
@@ -271,7 +272,8 @@ class AuctionService:
             self.start()
         with self._cond:
             self._queue.append(job)
-            self._cond.notify()
+            if self._idle or len(self._queue) >= MAX_BATCH:
+                self._cond.notify()
         return job.future
 
     def run(
@@ -325,12 +327,16 @@ class AuctionService:
             self._slots.acquire()  # at most IN_FLIGHT batches cleared and not yet committed
             with self._cond:
                 while not self._queue and not self._closed:
+                    self._idle = True
                     self._cond.wait()
+                self._idle = False
                 if not self._queue:
                     self._slots.release()
                     return
                 if self._last_batch > 1 and len(self._queue) < MAX_BATCH and self.window_s > 0:
-                    self._cond.wait(self.window_s)  # under load: let auctions on their way join
+                    # Under load: let auctions on their way join. Arrivals do not wake this wait (only
+                    # a full batch does): one wake-up per batch, not one per auction.
+                    self._cond.wait(self.window_s)
                 batch = self._queue[:MAX_BATCH]
                 del self._queue[:MAX_BATCH]
             self._last_batch = len(batch)
