@@ -126,8 +126,9 @@ class AuctionResult:
         c = self.campaign
         ad = None
         if self.filled and c is not None:
-            ad = schemas.Ad(campaign_id=c.id, title=c.title, body=c.body, url=c.url)
-        return schemas.AuctionResponse(
+            ad = schemas.Ad.model_construct(campaign_id=c.id, title=c.title, body=c.body, url=c.url)
+        # Built from the committed result (validated on the way in): no second validation pass.
+        return schemas.AuctionResponse.model_construct(
             auction_id=self.auction_id,
             filled=self.filled,
             ad=ad,
