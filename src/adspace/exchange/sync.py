@@ -17,11 +17,15 @@ a cache of the ``campaigns`` table. What must hold across processes, and how it 
   its own autocommit connection) that applies it to its market. PostgreSQL delivers a notification
   only after the transaction commits. A change of anything but money (report, status, schedule,
   creative, soft delete; a new campaign) sends the campaign's id, and the listener re-reads those
-  campaigns (batched over ``batch_seconds``, 50 ms, in one ``SELECT``). A change of money alone (a
-  hold, a charge, a release: the hot path, one per auction) sends the committed money columns
-  themselves, ``m <id> <spent> <held> <daily_day or -> <daily_used> <money_version>``, applied in
-  place by :meth:`LiveMarket.set_money` (ordered by ``money_version``) with no read at all: a busy
-  exchange neither re-reads nor rebuilds on every hold, in any process. The listener re-reads *everything* when it (re)connects, so a
+  campaigns (batched over ``batch_seconds``, 50 ms, in one ``SELECT``). A charge or a release (money
+  alone) sends the committed money columns themselves, ``m <id> <spent> <held> <daily_day or -> <daily_used>
+  <money_version>``, applied in place by :meth:`LiveMarket.set_money` (ordered by ``money_version``)
+  with no read at all. A hold (one per filled auction: the hot path) sends nothing: it only lowers
+  what is left of a budget, so another process's copy is at worst optimistic about that campaign, and
+  the conditional ``UPDATE`` of that process's next hold on it re-checks the budget in the database
+  (a refused hold refreshes the copy and clears the auction again, as above). So a busy exchange
+  neither notifies, re-reads nor rebuilds per auction, and no commit of an auction waits for
+  PostgreSQL's notification queue lock (taken at commit by every transaction that notifies). The listener re-reads *everything* when it (re)connects, so a
 notification lost while it was disconnected is made up for. SQLite is single-host and needs none of
 this: :func:`start_market_sync` returns ``None`` there.
 """
@@ -64,7 +68,14 @@ _TRIGGER_SQL = [
     CREATE OR REPLACE FUNCTION adspace_campaign_notify() RETURNS trigger AS $$
     BEGIN
         IF TG_OP = 'UPDATE' AND ({_new_report}) IS NOT DISTINCT FROM ({_old_report}) THEN
-            -- only money moved: send it (no process needs to re-read the row)
+            IF NEW.spent_micros = OLD.spent_micros AND NEW.held_micros >= OLD.held_micros
+               AND NEW.daily_used_micros >= OLD.daily_used_micros
+               AND NEW.daily_day IS NOT DISTINCT FROM OLD.daily_day THEN
+                -- a hold: less budget left, nothing else. Other processes' copies stay optimistic,
+                -- and the conditional UPDATE of their next hold on it re-checks (and refreshes them).
+                RETURN NULL;
+            END IF;
+            -- a charge or a release: send the money itself (no process needs to re-read the row)
             PERFORM pg_notify('{CHANNEL}', concat_ws(' ', 'm', NEW.id, NEW.spent_micros, NEW.held_micros,
                 COALESCE(NEW.daily_day, '-'), NEW.daily_used_micros, NEW.money_version));
         ELSE
