@@ -376,7 +376,10 @@ class AuctionService:
             # Each hold is its own conditional UPDATE (re-checked by the database); the rows of the
             # auctions whose hold stood (or that need none) are inserted by one executemany.
             cur = cursor_of(conn)
-            held = [(True, None) if h is None else _held(_RAW_HOLD.first(conn, cur, h)) for h in holds]
+            # Holds in campaign-id order: two processes' transactions lock campaign rows in one order.
+            held: list[tuple[bool, Any]] = [(True, None)] * len(holds)
+            for i in sorted((i for i, h in enumerate(holds) if h is not None), key=lambda i: holds[i]["p_campaign"]):
+                held[i] = _held(_RAW_HOLD.first(conn, cur, holds[i]))
             keep = [row for row, (ok, _) in zip(rows, held, strict=True) if ok]
             _RAW_INSERT_AUCTION.executemany(conn, cur, keep)
             return held

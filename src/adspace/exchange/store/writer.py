@@ -20,6 +20,11 @@ Guarantees, whatever the batching:
   therefore be functions of the database alone (no side effect before commit): the caller applies
   in-memory effects after its future resolves.
 * **Order.** Ops run in submission order within a batch, and batches commit one after another.
+* **No deadlock stalls across processes** (PostgreSQL). Two processes' batches may lock the same
+  campaign rows in different orders. A batch of several ops runs with ``lock_timeout`` =
+  :data:`LOCK_TIMEOUT`, so instead of waiting out a deadlock (PostgreSQL's ``deadlock_timeout``,
+  1 s) it fails fast and is re-run op by op as above; a lone op locks at most its campaigns in id
+  order, and such transactions cannot deadlock with each other.
 
 SQLite allows one writer at a time anyway (``BEGIN IMMEDIATE``; the ORM's rare write transactions
 share ``lock`` with this writer); on PostgreSQL several processes each run their own writer, and the
@@ -42,6 +47,9 @@ __all__ = ["AsyncWaiter", "GroupCommitWriter", "Op", "resolve_all"]
 
 T = TypeVar("T")
 Op = Callable[[Connection], Any]
+
+#: PostgreSQL: how long a batch of several ops waits for a row lock before it is re-run op by op.
+LOCK_TIMEOUT = "50ms"
 
 
 class AsyncWaiter:
@@ -113,6 +121,7 @@ class GroupCommitWriter:
         self.ops = 0
         self.retried = 0
         self.seconds = 0.0
+        self._lock_timeout = LOCK_TIMEOUT if engine.dialect.name == "postgresql" else None
 
     def submit_future(self, op: Callable[[Connection], T]) -> Future[T]:
         """Queue ``op``; the future resolves with its result (or exception) once its transaction committed."""
@@ -180,6 +189,12 @@ class GroupCommitWriter:
         try:
             results = []
             with self.engine.begin() as conn:
+                if self._lock_timeout and len(batch) > 1:
+                    # Several processes' batches can lock the same campaign rows in different orders:
+                    # a deadlock would wait PostgreSQL's deadlock_timeout (1 s) before one side fails.
+                    # A batch instead gives up a lock wait after LOCK_TIMEOUT and is re-run op by op
+                    # (below), and a lone op locks its campaigns in id order, so lone ops never deadlock.
+                    conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{self._lock_timeout}'")
                 for op, _ in batch:
                     results.append(op(conn))
         except BaseException as exc:  # noqa: BLE001 - rolled back; each op is re-run alone below
