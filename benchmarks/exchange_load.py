@@ -215,7 +215,7 @@ def wrk(
     return r
 
 
-def profile_summary(raw: Path, top: int = 20) -> dict:
+def profile_summary(raw: Path, top: int = 40) -> dict:
     """Summarise py-spy's collapsed stacks: the functions with the most samples, self and inclusive."""
     self_n: dict[str, int] = {}
     incl: dict[str, int] = {}
@@ -322,7 +322,12 @@ def main() -> None:
     )
     ap.add_argument("--no-ceiling", action="store_true", help="skip the stack ceiling")
     ap.add_argument(
-        "--py-spy", default=None, help="path to py-spy: profile the server during the first embedding phase"
+        "--py-spy", default=None, help="path to py-spy: profile the server during the first run of each profiled phase"
+    )
+    ap.add_argument("--py-spy-phases", nargs="+", default=["embedding"], help="phases to profile (default: embedding)")
+    ap.add_argument("--py-spy-rate", type=int, default=100, help="py-spy samples per second")
+    ap.add_argument(
+        "--py-spy-idle", action="store_true", help="sample idle threads too (default: only the thread holding the GIL)"
     )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None, help="also write the JSON here")
@@ -384,20 +389,27 @@ def main() -> None:
             wrk(cbase, pub_key, "POST_BODY", emb_bodies[:200], 2, 2, tmp, ceiling.pid)
 
         phases = []
-        profiled = False
+        profiled: set[str] = set()
         for conc in args.concurrency:
             for phase in args.phases:
                 if phase == "billing":
                     # enough distinct held auctions for every request of the phase to be a first charge
                     need = int(4000 * args.seconds * args.workers)
-                    paths = [f"/v1/auctions/{a}/billing" for a in held_auctions(url, need)]
+                    held = held_auctions(url, need)
+                    want = int(2500 * args.seconds * args.workers)  # covers any rate below 2,500 notices/s
+                    if len(held) < want:  # win more auctions first (not measured)
+                        rate = max(100.0, max((r["exchange"]["per_second"] for r in phases), default=300.0))
+                        fill = min(60.0, 1.2 * (want - len(held)) / rate)
+                        wrk(base, pub_key, "POST_BODY", emb_bodies, 32, fill, tmp, proc.pid)
+                        held = held_auctions(url, need)
+                    paths = [f"/v1/auctions/{a}/billing" for a in held]
                     method, lines = "POST_PATH", paths
                 else:
                     method, lines = "POST_BODY", emb_bodies if phase == "embedding" else text_bodies
                 s0 = stats()
                 spy = None
-                if args.py_spy and phase == "embedding" and not profiled:
-                    raw = tmp / "profile.txt"
+                if args.py_spy and phase in args.py_spy_phases and phase not in profiled:
+                    raw = tmp / f"profile-{phase}.txt"
                     spy_cmd = [
                         args.py_spy,
                         "record",
@@ -406,7 +418,9 @@ def main() -> None:
                         "--format",
                         "raw",
                         "--nonblocking",
-                        "--gil",
+                        "--rate",
+                        str(args.py_spy_rate),
+                        "--idle" if args.py_spy_idle else "--gil",
                     ]
                     spy_cmd += ["--subprocesses", "--duration", str(max(1, round(args.seconds) - 1)), "-o", str(raw)]
                     spy = subprocess.Popen(spy_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -418,7 +432,9 @@ def main() -> None:
                 if spy is not None:
                     spy.wait(timeout=60)
                     row["profile"] = profile_summary(raw)
-                    profiled = True
+                    if args.out:  # the collapsed stacks too, for a closer look
+                        shutil.copy(raw, args.out.with_name(f"{args.out.stem}.{phase}.pyspy.txt"))
+                    profiled.add(phase)
                 if phase == "billing" and ex["requests"] > len(lines):
                     row["note"] = f"ran out of distinct auctions: {ex['requests'] - len(lines)} repeats"
                 if ceiling is not None:

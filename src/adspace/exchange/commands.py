@@ -45,6 +45,7 @@ def serve(
 
     from adspace.exchange.app import create_app
     from adspace.exchange.config import Settings
+    from adspace.exchange.nodelay import NoDelayHTTPProtocol
     from adspace.exchange.services import Exchange
 
     console = Console(soft_wrap=True)  # keys must never be wrapped across lines
@@ -99,6 +100,7 @@ def serve(
             log_level="info",
             access_log=access_log,
             timeout_graceful_shutdown=5,
+            http=NoDelayHTTPProtocol,
         )
         return
     # Several processes: each builds its own app from the environment (migrations and keys are done above).
@@ -115,4 +117,5 @@ def serve(
         log_level="info",
         access_log=access_log,
         timeout_graceful_shutdown=5,
+        http=NoDelayHTTPProtocol,
     )

@@ -33,6 +33,8 @@ def _check_text(value: Any, field: str) -> None:
         except UnicodeEncodeError:
             raise ValueError(f"{field}: must be valid Unicode (no lone surrogates)") from None
     elif isinstance(value, list):
+        if value and isinstance(value[0], float | int):
+            return  # a validated list of numbers (an embedding's 384 of them): nothing to check as text
         for i, v in enumerate(value):
             if isinstance(v, str | list):  # numbers (an embedding's 384 of them) need no text check
                 _check_text(v, f"{field}[{i}]")

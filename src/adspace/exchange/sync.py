@@ -12,16 +12,20 @@ a cache of the ``campaigns`` table. What must hold across processes, and how it 
   auction from ``held`` to ``billed`` by a conditional ``UPDATE`` and the ledger has a unique
   ``(auction_id, kind)``; a repeat (to any process) reads back the first charge.
 * **A campaign change made through one process is used by auctions on the others within a second.**
-  This module: a trigger on ``campaigns`` sends ``pg_notify('adspace_campaigns', id)`` for every
-  inserted or updated row (reports, status, soft deletes, and money: holds, charges, releases), and
-  each process runs a listener thread (``LISTEN adspace_campaigns`` on its own autocommit
-  connection) that re-reads the notified campaigns and applies them to its market. PostgreSQL
-  delivers a notification only after the transaction commits, so the re-read sees the change; the
-  delay is the listener's batching (``batch_seconds``, 50 ms) plus one ``SELECT``.
-
-A row whose report is unchanged (only money moved) updates the money columns in place
-(:meth:`LiveMarket.set_money`, ordered by ``money_version``), so a busy exchange does not rebuild the
-prepared market on every hold. The listener re-reads *everything* when it (re)connects, so a
+  This module: a trigger on ``campaigns`` sends a notification on ``adspace_campaigns`` for every
+  inserted or updated row, and each process runs a listener thread (``LISTEN adspace_campaigns`` on
+  its own autocommit connection) that applies it to its market. PostgreSQL delivers a notification
+  only after the transaction commits. A change of anything but money (report, status, schedule,
+  creative, soft delete; a new campaign) sends the campaign's id, and the listener re-reads those
+  campaigns (batched over ``batch_seconds``, 50 ms, in one ``SELECT``). A charge or a release (money
+  alone) sends the committed money columns themselves, ``m <id> <spent> <held> <daily_day or -> <daily_used>
+  <money_version>``, applied in place by :meth:`LiveMarket.set_money` (ordered by ``money_version``)
+  with no read at all. A hold (one per filled auction: the hot path) sends nothing: it only lowers
+  what is left of a budget, so another process's copy is at worst optimistic about that campaign, and
+  the conditional ``UPDATE`` of that process's next hold on it re-checks the budget in the database
+  (a refused hold refreshes the copy and clears the auction again, as above). So a busy exchange
+  neither notifies, re-reads nor rebuilds per auction, and no commit of an auction waits for
+  PostgreSQL's notification queue lock (taken at commit by every transaction that notifies). The listener re-reads *everything* when it (re)connects, so a
 notification lost while it was disconnected is made up for. SQLite is single-host and needs none of
 this: :func:`start_market_sync` returns ``None`` there.
 """
@@ -47,11 +51,36 @@ log = logging.getLogger("adspace.exchange.sync")
 CHANNEL = "adspace_campaigns"
 _LOCK_KEY = 7_242_001  # pg_advisory_xact_lock key serializing the trigger's (re)creation
 
+#: The columns a campaign's money is: a change of these alone is sent as its values.
+MONEY_COLUMN_NAMES = ("spent_micros", "held_micros", "daily_day", "daily_used_micros", "money_version")
+#: Every other column of ``campaigns`` (a change of any of them makes each process re-read the row).
+#: tests/exchange/test_market_sync.py checks that the two lists cover the table.
+REPORT_COLUMN_NAMES = (
+    "id", "advertiser_id", "name", "kind", "description", "center", "sigma", "bid_micros", "budget_micros",
+    "daily_budget_micros", "starts_at", "ends_at", "status", "creative_title", "creative_body", "creative_url",
+    "created_at", "updated_at", "deleted_at",
+)  # fmt: skip
+_new_report = ", ".join(f"NEW.{c}" for c in REPORT_COLUMN_NAMES)
+_old_report = ", ".join(f"OLD.{c}" for c in REPORT_COLUMN_NAMES)
+
 _TRIGGER_SQL = [
     f"""
     CREATE OR REPLACE FUNCTION adspace_campaign_notify() RETURNS trigger AS $$
     BEGIN
-        PERFORM pg_notify('{CHANNEL}', NEW.id);
+        IF TG_OP = 'UPDATE' AND ({_new_report}) IS NOT DISTINCT FROM ({_old_report}) THEN
+            IF NEW.spent_micros = OLD.spent_micros AND NEW.held_micros >= OLD.held_micros
+               AND NEW.daily_used_micros >= OLD.daily_used_micros
+               AND NEW.daily_day IS NOT DISTINCT FROM OLD.daily_day THEN
+                -- a hold: less budget left, nothing else. Other processes' copies stay optimistic,
+                -- and the conditional UPDATE of their next hold on it re-checks (and refreshes them).
+                RETURN NULL;
+            END IF;
+            -- a charge or a release: send the money itself (no process needs to re-read the row)
+            PERFORM pg_notify('{CHANNEL}', concat_ws(' ', 'm', NEW.id, NEW.spent_micros, NEW.held_micros,
+                COALESCE(NEW.daily_day, '-'), NEW.daily_used_micros, NEW.money_version));
+        ELSE
+            PERFORM pg_notify('{CHANNEL}', NEW.id);
+        END IF;
         RETURN NULL;
     END
     $$ LANGUAGE plpgsql
@@ -93,6 +122,7 @@ class MarketSync:
         self._listening = threading.Event()
         self._thread: threading.Thread | None = None
         self.applied = 0  # campaigns re-read and applied (for tests and metrics)
+        self.money_applied = 0  # money-only changes applied from the notification itself
 
     # -- applying changes ----------------------------------------------------------------------------
     def refresh(self, ids: set[str] | None = None) -> int:
@@ -127,6 +157,26 @@ class MarketSync:
         self.applied += len(camps)
         return len(camps)
 
+    def _note(self, payload: str, ids: set[str]) -> None:
+        """One notification: money applied at once (``m ...``), or a campaign id to re-read into ``ids``."""
+        if not payload.startswith("m "):
+            ids.add(payload)
+            return
+        try:
+            _, cid, spent, held, day, used, version = payload.split(" ")
+            money = {
+                "spent": int(spent),
+                "held": int(held),
+                "daily_day": None if day == "-" else day,
+                "daily_used": int(used),
+                "version": int(version),
+            }
+        except ValueError:  # pragma: no cover - not ours: re-read whatever it names
+            ids.add(payload.split(" ")[1] if " " in payload else payload)
+            return
+        self.exchange.market.set_money(cid, **money)
+        self.money_applied += 1
+
     # -- the listener --------------------------------------------------------------------------------
     def start(self, *, wait: float = 10.0) -> MarketSync:
         self._thread = threading.Thread(target=self._run, name="adspace-market-sync", daemon=True)
@@ -159,7 +209,7 @@ class MarketSync:
                     while not self._stop.is_set():
                         ids: set[str] = set()
                         for note in conn.notifies(timeout=0.5, stop_after=1):
-                            ids.add(note.payload)
+                            self._note(note.payload, ids)
                         if not ids:
                             continue
                         # Gather what else arrives in the next few ms, then one SELECT for all of it.
@@ -167,7 +217,7 @@ class MarketSync:
                         while (left := deadline - time.monotonic()) > 0:
                             got = False
                             for note in conn.notifies(timeout=left, stop_after=1):
-                                ids.add(note.payload)
+                                self._note(note.payload, ids)
                                 got = True
                             if not got:
                                 break

@@ -25,7 +25,6 @@ its transaction has committed.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import threading
@@ -49,6 +48,8 @@ from adspace.exchange.services.holds import PublisherHolds
 from adspace.exchange.services.visibility import explain_for
 from adspace.exchange.store import Store
 from adspace.exchange.store.models import Auction, Campaign
+from adspace.exchange.store.rawsql import RawStatement, cursor_of
+from adspace.exchange.store.writer import AsyncWaiter, resolve_all
 
 __all__ = ["AuctionResult", "AuctionService", "MONEY_COLUMNS", "money_of"]
 
@@ -86,6 +87,10 @@ _HOLD = (
     .returning(*MONEY_COLUMNS)
 )
 _INSERT_AUCTION = insert(Auction.__table__)
+# The same two statements on the driver's cursor, inside the writer's transaction (store/rawsql.py).
+_RAW_HOLD = RawStatement(_HOLD)
+_AUCTION_COLUMNS = tuple(c.name for c in Auction.__table__.c)
+_RAW_INSERT_AUCTION = RawStatement(_INSERT_AUCTION, column_keys=_AUCTION_COLUMNS)
 _MONEY = select(*MONEY_COLUMNS).where(_c.id == bindparam("p_campaign"))
 
 _REASON_FILLED = (
@@ -121,8 +126,9 @@ class AuctionResult:
         c = self.campaign
         ad = None
         if self.filled and c is not None:
-            ad = schemas.Ad(campaign_id=c.id, title=c.title, body=c.body, url=c.url)
-        return schemas.AuctionResponse(
+            ad = schemas.Ad.model_construct(campaign_id=c.id, title=c.title, body=c.body, url=c.url)
+        # Built from the committed result (validated on the way in): no second validation pass.
+        return schemas.AuctionResponse.model_construct(
             auction_id=self.auction_id,
             filled=self.filled,
             ad=ad,
@@ -175,13 +181,14 @@ class _Job:
         "t0",
     )
 
-    def __init__(self, who, x, keywords, reserve, tau, source, token):
+    def __init__(self, who, x, keywords, reserve, tau, source, token, waiter=None):
         self.who, self.x, self.keywords, self.reserve, self.tau = who, x, keywords, reserve, tau
         self.source, self.token = source, token
         self.exclude: set[str] = set()
         self.attempt = 0
         self.refresh: str | None = None
-        self.future: Future[AuctionResult] = Future()
+        #: a concurrent Future, or an AsyncWaiter of the caller's event loop (answered in bulk per batch)
+        self.future: Future[AuctionResult] | AsyncWaiter = Future() if waiter is None else waiter
         self.t0 = time.perf_counter()
 
 
@@ -213,6 +220,7 @@ class AuctionService:
         self._closed = False
         self._thread: threading.Thread | None = None
         self._last_batch = 0
+        self._idle = False  # the pipeline waits for work (an arrival must wake it)
         self._slots = threading.BoundedSemaphore(IN_FLIGHT)
 
     # -- the pipeline --------------------------------------------------------------------------------
@@ -255,15 +263,18 @@ class AuctionService:
         tau: float | None,
         source: str = "rest",
         notice_token: str | None = None,
-    ) -> Future[AuctionResult]:
-        """Queue an auction at point ``x`` (see :meth:`point`); the future resolves once it has committed."""
+        waiter: AsyncWaiter | None = None,
+    ) -> Future[AuctionResult] | AsyncWaiter:
+        """Queue an auction at point ``x`` (see :meth:`point`); the future (or ``waiter``, for a caller
+        on an event loop) resolves once it has committed."""
         reserve = self.settings.default_reserve_micros if reserve_micros is None else reserve_micros
-        job = _Job(who, x, keywords, reserve, tau, source, notice_token)
+        job = _Job(who, x, keywords, reserve, tau, source, notice_token, waiter)
         if self._thread is None:
             self.start()
         with self._cond:
             self._queue.append(job)
-            self._cond.notify()
+            if self._idle or len(self._queue) >= MAX_BATCH:
+                self._cond.notify()
         return job.future
 
     def run(
@@ -304,8 +315,9 @@ class AuctionService:
                 x = await anyio.to_thread.run_sync(self.point, None, text, keywords)
         else:
             x = self.point(embedding, None, keywords)
-        fut = self.submit(who, x, keywords=keywords, reserve_micros=reserve_micros, tau=tau)
-        return await asyncio.wrap_future(fut)
+        w = AsyncWaiter()
+        self.submit(who, x, keywords=keywords, reserve_micros=reserve_micros, tau=tau, waiter=w)
+        return await w.future
 
     def _time(self, key: str, seconds: float) -> None:
         with self._timing_lock:
@@ -316,12 +328,16 @@ class AuctionService:
             self._slots.acquire()  # at most IN_FLIGHT batches cleared and not yet committed
             with self._cond:
                 while not self._queue and not self._closed:
+                    self._idle = True
                     self._cond.wait()
+                self._idle = False
                 if not self._queue:
                     self._slots.release()
                     return
                 if self._last_batch > 1 and len(self._queue) < MAX_BATCH and self.window_s > 0:
-                    self._cond.wait(self.window_s)  # under load: let auctions on their way join
+                    # Under load: let auctions on their way join. Arrivals do not wake this wait (only
+                    # a full batch does): one wake-up per batch, not one per auction.
+                    self._cond.wait(self.window_s)
                 batch = self._queue[:MAX_BATCH]
                 del self._queue[:MAX_BATCH]
             self._last_batch = len(batch)
@@ -330,9 +346,7 @@ class AuctionService:
             except BaseException as exc:  # noqa: BLE001 - every waiter of the batch gets it
                 self._slots.release()
                 log.exception("auction batch failed")
-                for job in batch:
-                    if not job.future.done():
-                        job.future.set_exception(exc)
+                resolve_all([(job.future, False, exc) for job in batch if not job.future.done()])
 
     def _clear_and_submit(self, batch: list[_Job]) -> None:
         """Clear one batch and hand its writes to the writer; :meth:`_finish` answers after the commit.
@@ -361,10 +375,13 @@ class AuctionService:
         def op(conn: Connection):
             # Each hold is its own conditional UPDATE (re-checked by the database); the rows of the
             # auctions whose hold stood (or that need none) are inserted by one executemany.
-            held = [(True, None) if h is None else _held(conn.execute(_HOLD, h).first()) for h in holds]
+            cur = cursor_of(conn)
+            # Holds in campaign-id order: two processes' transactions lock campaign rows in one order.
+            held: list[tuple[bool, Any]] = [(True, None)] * len(holds)
+            for i in sorted((i for i, h in enumerate(holds) if h is not None), key=lambda i: holds[i]["p_campaign"]):
+                held[i] = _held(_RAW_HOLD.first(conn, cur, holds[i]))
             keep = [row for row, (ok, _) in zip(rows, held, strict=True) if ok]
-            if keep:
-                conn.execute(_INSERT_AUCTION, keep)
+            _RAW_INSERT_AUCTION.executemany(conn, cur, keep)
             return held
 
         t1 = time.perf_counter()
@@ -381,10 +398,13 @@ class AuctionService:
                 results = [exc] * len(batch)
             t2 = time.perf_counter()
             retry: list[_Job] = []
+            answers: list = []  # (waiter, ok, value), answered together below
             done = 0
+            latency = 0.0
             for job, out, (_, _, result), res in zip(batch, outs, records, results, strict=True):
                 if isinstance(res, BaseException):
-                    job.future.set_exception(res)
+                    answers.append((job.future, False, res))
+                    latency += t2 - job.t0
                     continue
                 held, money = res
                 if not held:
@@ -394,9 +414,14 @@ class AuctionService:
                     if job.attempt >= 2:
                         job.exclude.add(out.campaign.id)
                     if job.attempt >= 4:
-                        job.future.set_exception(
-                            Conflict("auction: could not hold a winner's budget after several tries; retry")
+                        answers.append(
+                            (
+                                job.future,
+                                False,
+                                Conflict("auction: could not hold a winner's budget after several tries; retry"),
+                            )
                         )
+                        latency += t2 - job.t0
                     else:
                         retry.append(job)
                     continue
@@ -406,12 +431,14 @@ class AuctionService:
                         result.auction_id, job.who.account_id, out.campaign, out.price_micros, result.expires_at
                     )
                 done += 1
-                job.future.set_result(result)
+                latency += t2 - job.t0
+                answers.append((job.future, True, result))
+            resolve_all(answers)
             with self._timing_lock:
                 tm = self.timings
                 tm["db"] += t2 - t1
                 tm["auctions"] += done
-                tm["latency"] += sum(t2 - j.t0 for j in batch if j.future.done())
+                tm["latency"] += latency
             if retry:
                 with self._cond:
                     self._queue[:0] = retry

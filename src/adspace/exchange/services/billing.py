@@ -9,7 +9,6 @@ charge. A repeat finds nothing to flip and reads back the first charge.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import logging
 import threading
@@ -18,7 +17,6 @@ from datetime import datetime
 import anyio
 from sqlalchemy import and_, bindparam, case, func, insert, select, update
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
 
 from adspace.exchange import schemas
 from adspace.exchange.config import Settings
@@ -37,6 +35,7 @@ from adspace.exchange.services.common import (
 from adspace.exchange.services.holds import PublisherHolds
 from adspace.exchange.store import Store
 from adspace.exchange.store.models import Auction, Campaign, LedgerAccount, LedgerPosting, LedgerTransaction
+from adspace.exchange.store.rawsql import RawStatement, cursor_of, integrity_errors
 
 __all__ = ["BillingService"]
 
@@ -68,6 +67,11 @@ _SPEND = (
 )
 _INSERT_TX = insert(LedgerTransaction.__table__).returning(LedgerTransaction.__table__.c.id)
 _INSERT_POSTING = insert(LedgerPosting.__table__)
+# The charge's statements, run on the driver's cursor inside the writer's transaction (store/rawsql.py).
+_RAW_FLIP_BILLED = RawStatement(_FLIP_BILLED)
+_RAW_SPEND = RawStatement(_SPEND)
+_RAW_INSERT_TX = RawStatement(_INSERT_TX, column_keys=("kind", "auction_id", "created_at", "publisher_share_bps"))
+_RAW_INSERT_POSTING = RawStatement(_INSERT_POSTING, column_keys=("transaction_id", "account_id", "amount_micros"))
 _FLIP_EXPIRED = (
     update(Auction.__table__)
     .where(_a.id == bindparam("p_auction"), _a.status == "held", _a.expires_at <= bindparam("p_by"))
@@ -118,6 +122,7 @@ class BillingService:
         self.accounts = accounts
         self._stop = threading.Event()
         self._sweeper: threading.Thread | None = None
+        self._integrity = integrity_errors(store.engine)  # a concurrent charge won the ledger's unique key
 
     # -- charges -------------------------------------------------------------------------------------
     def bill(self, who: Principal, auction_id: str) -> schemas.BillingResult:
@@ -125,7 +130,7 @@ class BillingService:
         now = utcnow()
         try:
             charged = self.store.writer.submit(self._charge_op(who, auction_id, now))
-        except IntegrityError:  # a concurrent charge won the unique (auction_id, kind); report it
+        except self._integrity:  # a concurrent charge won the unique (auction_id, kind); report it
             charged = None
         return self._settle(who, auction_id, now, charged)
 
@@ -133,8 +138,8 @@ class BillingService:
         """:meth:`bill` for an event loop: waits for the group commit without holding a thread."""
         now = utcnow()
         try:
-            charged = await asyncio.wrap_future(self.store.writer.submit_future(self._charge_op(who, auction_id, now)))
-        except IntegrityError:
+            charged = await self.store.writer.run_async(self._charge_op(who, auction_id, now))
+        except self._integrity:
             charged = None
         if charged is not None:
             return self._settle(who, auction_id, now, charged)
@@ -154,27 +159,32 @@ class BillingService:
         accounts = self.accounts
 
         def op(conn: Connection):
-            won = conn.execute(_FLIP_BILLED, {"p_auction": auction_id, "p_publisher": who.account_id, "p_now": now})
-            won = won.first()
+            cur = cursor_of(conn)
+            won = _RAW_FLIP_BILLED.first(
+                conn, cur, {"p_auction": auction_id, "p_publisher": who.account_id, "p_now": now}
+            )
             if won is None:
                 return None
             price, campaign_id, advertiser_id = won
-            money = conn.execute(_SPEND, {"p_campaign": campaign_id, "p_price": price}).first()
-            tx_id = conn.execute(
-                _INSERT_TX,
+            money = _RAW_SPEND.first(conn, cur, {"p_campaign": campaign_id, "p_price": price})
+            (tx_id,) = _RAW_INSERT_TX.first(
+                conn,
+                cur,
                 {"kind": "charge", "auction_id": auction_id, "created_at": now, "publisher_share_bps": share},
-            ).scalar_one()
+            )
             pub = price * share // 10_000
             postings = [
                 (accounts.ledger_account_id(conn, "advertiser", advertiser_id), -price),
                 (accounts.ledger_account_id(conn, "publisher", who.account_id), pub),
                 (accounts.ledger_account_id(conn, EXCHANGE_OWNER, EXCHANGE_OWNER), price - pub),
             ]
-            conn.execute(
-                _INSERT_POSTING,
+            _RAW_INSERT_POSTING.executemany(
+                conn,
+                cur,
                 [{"transaction_id": tx_id, "account_id": acc, "amount_micros": amt} for acc, amt in postings],
             )
-            result = schemas.BillingResult(
+            # Built from values the transaction produced (no validation pass needed).
+            result = schemas.BillingResult.model_construct(
                 auction_id=auction_id,
                 campaign_id=campaign_id,
                 price_micros=price,

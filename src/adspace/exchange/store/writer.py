@@ -20,6 +20,11 @@ Guarantees, whatever the batching:
   therefore be functions of the database alone (no side effect before commit): the caller applies
   in-memory effects after its future resolves.
 * **Order.** Ops run in submission order within a batch, and batches commit one after another.
+* **No deadlock stalls across processes** (PostgreSQL). Two processes' batches may lock the same
+  campaign rows in different orders. A batch of several ops runs with ``lock_timeout`` =
+  :data:`LOCK_TIMEOUT`, so instead of waiting out a deadlock (PostgreSQL's ``deadlock_timeout``,
+  1 s) it fails fast and is re-run op by op as above; a lone op locks at most its campaigns in id
+  order, and such transactions cannot deadlock with each other.
 
 SQLite allows one writer at a time anyway (``BEGIN IMMEDIATE``; the ORM's rare write transactions
 share ``lock`` with this writer); on PostgreSQL several processes each run their own writer, and the
@@ -28,6 +33,7 @@ row locks taken by the conditional updates serialise them per row.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable
@@ -37,10 +43,60 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
 
-__all__ = ["GroupCommitWriter", "Op"]
+__all__ = ["AsyncWaiter", "GroupCommitWriter", "Op", "resolve_all"]
 
 T = TypeVar("T")
 Op = Callable[[Connection], Any]
+
+#: PostgreSQL: how long a batch of several ops waits for a row lock before it is re-run op by op.
+LOCK_TIMEOUT = "50ms"
+
+
+class AsyncWaiter:
+    """A waiter on an event loop: an :class:`asyncio.Future` of ``loop``, resolved from another thread.
+
+    :func:`resolve_all` answers all the waiters of one loop with a single ``call_soon_threadsafe``
+    (one wake-up of the loop per batch, not one per request as ``asyncio.wrap_future`` does).
+    """
+
+    __slots__ = ("loop", "future")
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.future: asyncio.Future = self.loop.create_future()
+
+    def done(self) -> bool:
+        return self.future.done()
+
+
+def _deliver(items: list) -> None:
+    """On the loop: set each waiter's result or exception (a cancelled waiter is skipped)."""
+    for fut, ok, value in items:
+        if fut.done():
+            continue
+        if ok:
+            fut.set_result(value)
+        else:
+            fut.set_exception(value)
+
+
+def resolve_all(answers: list) -> None:
+    """Answer waiters: ``answers`` holds ``(waiter, ok, value)`` with ``waiter`` a concurrent
+    :class:`~concurrent.futures.Future` or an :class:`AsyncWaiter`; ``ok`` False means ``value`` is
+    the exception to raise. The loops' waiters are answered in one callback per loop."""
+    by_loop: dict[Any, list] = {}
+    for w, ok, value in answers:
+        if isinstance(w, AsyncWaiter):
+            by_loop.setdefault(w.loop, []).append((w.future, ok, value))
+        elif ok:
+            w.set_result(value)
+        else:
+            w.set_exception(value)
+    for loop, items in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_deliver, items)
+        except RuntimeError:  # pragma: no cover - the loop is closed: nobody is waiting any more
+            pass
 
 
 class GroupCommitWriter:
@@ -58,20 +114,28 @@ class GroupCommitWriter:
         self.max_batch = max_batch
         self._lock = lock  # taken around each transaction (SQLite: shared with the ORM writers)
         self._cond = threading.Condition()
-        self._pending: list[tuple[Op, Future]] = []
+        self._pending: list[tuple[Op, Future | AsyncWaiter]] = []
         self._thread: threading.Thread | None = None
         self._closed = False
         self.batches = 0
         self.ops = 0
         self.retried = 0
         self.seconds = 0.0
+        self._lock_timeout = LOCK_TIMEOUT if engine.dialect.name == "postgresql" else None
 
     def submit_future(self, op: Callable[[Connection], T]) -> Future[T]:
         """Queue ``op``; the future resolves with its result (or exception) once its transaction committed."""
         return self._queue([op])[0]
 
-    def _queue(self, ops: list[Callable[[Connection], Any]]) -> list[Future]:
-        futs: list[Future] = [Future() for _ in ops]
+    async def run_async(self, op: Callable[[Connection], T]) -> T:
+        """Queue ``op`` from an event loop and wait (holding no thread) for its committed result."""
+        w = AsyncWaiter()
+        self._queue([op], [w])
+        return await w.future
+
+    def _queue(self, ops: list[Callable[[Connection], Any]], futs: list | None = None) -> list:
+        if futs is None:
+            futs = [Future() for _ in ops]
         with self._cond:
             if self._closed:
                 raise RuntimeError("the writer is closed")
@@ -92,7 +156,7 @@ class GroupCommitWriter:
         Used by the auction pipeline, which hands over a whole cleared batch at once. An op that raised
         has its exception in its place of the returned list; the others committed.
         """
-        futs = self._queue(ops)  # queued together: one transaction unless the writer is mid-commit
+        futs: list[Future] = self._queue(ops)  # queued together: one transaction unless the writer is mid-commit
         return [f.exception() or f.result() for f in futs]
 
     def close(self) -> None:
@@ -120,33 +184,40 @@ class GroupCommitWriter:
                 with self._lock:
                     self._commit(batch)
 
-    def _commit(self, batch: list[tuple[Op, Future]]) -> None:
+    def _commit(self, batch: list[tuple[Op, Any]]) -> None:
         t0 = time.perf_counter()
         try:
             results = []
             with self.engine.begin() as conn:
+                if self._lock_timeout and len(batch) > 1:
+                    # Several processes' batches can lock the same campaign rows in different orders:
+                    # a deadlock would wait PostgreSQL's deadlock_timeout (1 s) before one side fails.
+                    # A batch instead gives up a lock wait after LOCK_TIMEOUT and is re-run op by op
+                    # (below), and a lone op locks its campaigns in id order, so lone ops never deadlock.
+                    conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{self._lock_timeout}'")
                 for op, _ in batch:
                     results.append(op(conn))
         except BaseException as exc:  # noqa: BLE001 - rolled back; each op is re-run alone below
             if len(batch) == 1:
                 self.seconds += time.perf_counter() - t0
-                batch[0][1].set_exception(exc)
+                resolve_all([(batch[0][1], False, exc)])
                 return
             self.retried += 1
+            answers = []
             for op, fut in batch:
                 try:
                     with self.engine.begin() as conn:
                         r = op(conn)
                 except BaseException as e:  # noqa: BLE001 - handed to its own caller only
-                    fut.set_exception(e)
+                    answers.append((fut, False, e))
                 else:
                     self.ops += 1
-                    fut.set_result(r)
+                    answers.append((fut, True, r))
                 self.batches += 1
             self.seconds += time.perf_counter() - t0
+            resolve_all(answers)
             return
         self.batches += 1
         self.ops += len(batch)
         self.seconds += time.perf_counter() - t0
-        for (_, fut), r in zip(batch, results, strict=True):
-            fut.set_result(r)
+        resolve_all([(fut, True, r) for (_, fut), r in zip(batch, results, strict=True)])
