@@ -76,7 +76,7 @@ PAPER_TABLE2 = {
 class ExperimentConfig:
     """Scale of the experiment; the defaults fit 2 CPU cores in 30 minutes, :meth:`full` one GPU in 10."""
 
-    n_train: int = 18
+    n_train: int = 6
     n_test: int = 50
     n_candidates: int = 3
     eval_samples: int = 4  # episodes (replies, other seeds) per held-out query and method
@@ -90,7 +90,7 @@ class ExperimentConfig:
     oracle: bool = True
     seed: int = 0
     data: str | None = None
-    irpo: IRPOConfig = field(default_factory=lambda: IRPOConfig(max_new_tokens=40, max_pairs=24, constrained=True))
+    irpo: IRPOConfig = field(default_factory=lambda: IRPOConfig(max_new_tokens=40, max_pairs=8, constrained=True))
     # the supervised warm start (:mod:`.warmstart`, ``--warm-start``); off by default: measured, it did not
     # raise the insertion rate at this scale (docs/llm-auction.md), and its time goes to IRPO instead
     warm: WarmStartConfig | None = None
