@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-__all__ = ["DECODE_LOOPS", "EOS_EVERY", "decode", "decode_loop_for"]
+__all__ = ["DECODE_LOOPS", "EOS_EVERY", "decode", "decode_loop_for", "prefill"]
 
 DECODE_LOOPS = ("synced", "sync-free")
 EOS_EVERY = 8  # sync-free: steps between end-of-turn checks
@@ -40,6 +40,22 @@ def decode_loop_for(device: Any) -> str:
             raise ValueError(f"ADSPACE_DECODE: must be one of {', '.join(DECODE_LOOPS)}, got {forced!r}")
         return forced
     return "sync-free" if torch.device(device).type == "cuda" else "synced"
+
+
+def prefill(model, input_ids, attn, n: int, device):
+    """Each left-padded prompt run once, its cache and next-token logits repeated for its ``n`` replies:
+    ``(cache, logits)`` with ``input_ids.shape[0] * n`` rows."""
+    pos = (attn.cumsum(-1) - 1).clamp(min=0)
+    first = model(
+        input_ids=input_ids.to(device),
+        attention_mask=attn.to(device),
+        position_ids=pos.to(device),
+        use_cache=True,
+        logits_to_keep=1,
+    )
+    cache = first.past_key_values
+    cache.batch_repeat_interleave(n)
+    return cache, first.logits[:, -1].repeat_interleave(n, dim=0)
 
 
 def decode(
@@ -76,17 +92,7 @@ def decode(
     dev = device
     rows = input_ids.shape[0] * n
     width = input_ids.shape[1]
-    pos = (attn.cumsum(-1) - 1).clamp(min=0)
-    first = model(
-        input_ids=input_ids.to(dev),
-        attention_mask=attn.to(dev),
-        position_ids=pos.to(dev),
-        use_cache=True,
-        logits_to_keep=1,
-    )
-    cache = first.past_key_values
-    cache.batch_repeat_interleave(n)
-    logits = first.logits[:, -1].repeat_interleave(n, dim=0)
+    cache, logits = prefill(model, input_ids, attn, n, dev)
     # the attention mask of every step, allocated once: prompt padding, then the generated tokens
     four_d = getattr(model.config, "_attn_implementation", None) == "sdpa"
     mask = torch.ones((rows, width + steps), dtype=torch.bool if four_d else torch.long, device=dev)

@@ -315,6 +315,7 @@ def sample_constrained(
     import torch
 
     from adspace.models.llm import Reply, _check_prompts, _check_sampling, sample_tokens
+    from adspace.models.local_decode import prefill
 
     prompts = _check_prompts(prompts)
     _check_sampling(n, max_new_tokens, temperature, top_p)
@@ -339,17 +340,7 @@ def sample_constrained(
     with backend._lock, torch.inference_mode():
         rng = torch.Generator(device=dev)
         rng.manual_seed(int(seed)) if seed is not None else rng.seed()
-        pos = (attn.cumsum(-1) - 1).clamp(min=0)
-        first = backend.model(
-            input_ids=input_ids.to(dev),
-            attention_mask=attn.to(dev),
-            position_ids=pos.to(dev),
-            use_cache=True,
-            logits_to_keep=1,
-        )
-        cache = first.past_key_values
-        cache.batch_repeat_interleave(n)
-        logits = first.logits[:, -1].repeat_interleave(n, dim=0)
+        cache, logits = prefill(backend.model, input_ids, attn, n, dev)
         mask = attn.repeat_interleave(n, dim=0).to(dev)
         nxt = mask.sum(-1)
         for t in range(limit):
