@@ -114,7 +114,7 @@ def compare_command(
     console = Console() if Console().is_terminal else Console(width=170)  # a pipe or file: no 80-column wrap
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("compare", total=cfg.n_queries)
+        task = bar.add_task("compare", total=len(cfg.mechanisms))
         res = run_comparison(
             cfg,
             out,

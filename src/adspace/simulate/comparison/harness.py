@@ -241,15 +241,24 @@ class Judge:
         return f"{shown.reply}\n\nSponsored: {ep.query.candidates[shown.slot].markup()}"
 
     def _nll(self, ep: Episode, text: str) -> float | None:
+        return self.delta_nll([ep], [text])[0]
+
+    def delta_nll(self, episodes: Sequence[Episode], texts: Sequence[str]) -> list[float | None]:
+        """``Δ NLL`` of each answer text against its episode's plain answer, the texts scored in one call."""
         if self.plain is None or self.plain_answers is None:
-            return None
-        ref = self.plain_answers.get(ep)
-        ref_nll = -ref.model_logprob / max(1, len(ref))
-        if text == ref.text:
-            return 0.0
-        tokens = len(self.plain.tokenizer(text, add_special_tokens=False)["input_ids"]) + 1
-        lp = float(self.plain.score([plain_messages(ep.query.text)], [text])[0])
-        return -lp / tokens - ref_nll
+            return [None] * len(texts)
+        if hasattr(self.plain_answers, "prefetch"):
+            self.plain_answers.prefetch(episodes)
+        refs = [self.plain_answers.get(ep) for ep in episodes]
+        out: list[float | None] = [0.0 if t == ref.text else None for t, ref in zip(texts, refs, strict=True)]
+        todo = [i for i, d in enumerate(out) if d is None]
+        if todo:
+            lps = self.plain.score([plain_messages(episodes[i].query.text) for i in todo], [texts[i] for i in todo])
+            for i, lp in zip(todo, lps, strict=True):
+                ref = refs[i]
+                tokens = len(self.plain.tokenizer(texts[i], add_special_tokens=False)["input_ids"]) + 1
+                out[i] = -float(lp) / tokens + ref.model_logprob / max(1, len(ref))
+        return out
 
     def measure(self, ep: Episode, shown: Shown, *, nll: bool = True) -> dict[str, Any]:
         q = ep.query
@@ -301,9 +310,16 @@ def evaluate(
     """Per mechanism, one row per episode (same episodes, bids and seeds for every mechanism).
 
     Each row holds the judge's measurements of the truthful run, its compute (``seconds``,
-    ``llm_passes``, ``embedder_texts``, measured around ``run`` only), and ``shading_gain``: the
-    shading advertiser's utility bidding ``shading × value`` minus bidding its value (``None`` when
-    ``shading`` is ``None``: the misreport is not run, which halves the cost).
+    ``llm_passes``, ``embedder_texts``, measured around the mechanism's own work only), and
+    ``shading_gain``: the shading advertiser's utility bidding ``shading × value`` minus bidding its
+    value (``None`` when ``shading`` is ``None``: the misreport is not run, which halves the cost).
+
+    A mechanism with a ``prefetch(requests)`` method (all of :mod:`adspace.simulate.comparison.mechanisms`)
+    is first given every ``(episode, bids)`` of the evaluation, truthful and shaded, and samples their
+    replies in few decoding batches (:mod:`adspace.simulate.comparison.batching`); its compute there is
+    shared equally by the episodes and added to each row's. ``progress(done, total)`` is called after
+    each mechanism's batches (``total`` = the number of mechanisms). The judge scores each mechanism's
+    answers for ``Δ NLL`` in one call.
     """
     for m in mechanisms:
         if not isinstance(m, Mechanism):
@@ -316,8 +332,14 @@ def evaluate(
     judge.prepare()
     for m in mechanisms:
         m.prepare()
+    shares = {}
+    for k, m in enumerate(mechanisms):
+        shares[m.name] = _prefetch(m, episodes, shading)
+        if progress:
+            progress(k + 1, len(mechanisms))
     rows: dict[str, list[dict[str, Any]]] = {m.name: [] for m in mechanisms}
-    for j, ep in enumerate(episodes):
+    answers: dict[str, list[str]] = {m.name: [] for m in mechanisms}
+    for ep in episodes:
         for m in mechanisms:
             counter = ForwardCounter()
             with counter:
@@ -325,24 +347,46 @@ def evaluate(
                 shown = m.run(ep, np.asarray(ep.values, dtype=np.float64))
                 secs, cpu = time.perf_counter() - t0, time.process_time() - c0
             llm, emb = counter.split()
-            row = judge.measure(ep, shown)
+            row = judge.measure(ep, shown, nll=False)
             gain = None
             if shading is not None:
                 shaded = judge.measure(ep, m.run(ep, ep.shaded_bids(shading)), nll=False)
                 gain = shaded["utility"][ep.shader] - row["utility"][ep.shader]
+            share = shares[m.name]
             row.update(
-                seconds=secs,
-                cpu_seconds=cpu,
-                llm_passes=llm,
-                embedder_texts=emb,
+                seconds=secs + share["seconds"],
+                cpu_seconds=cpu + share["cpu_seconds"],
+                llm_passes=llm + share["llm_passes"],
+                embedder_texts=emb + share["embedder_texts"],
                 shading_gain=gain,
                 shader_shown=float(ep.query.candidates[ep.shader].ad_id in row["shown_ads"]),
                 info=shown.info,
             )
             rows[m.name].append(row)
-        if progress:
-            progress(j + 1, len(episodes))
+            answers[m.name].append(shown.reply)
+    for m in mechanisms:  # Δ NLL of each mechanism's answers, scored in one call per mechanism
+        for row, d in zip(rows[m.name], judge.delta_nll(episodes, answers[m.name]), strict=True):
+            row["delta_nll"] = d
     return rows
+
+
+def _prefetch(m: Mechanism, episodes: Sequence[Episode], shading: float | None) -> dict[str, float]:
+    """Run ``m.prefetch`` (if it has one) on every request of the evaluation; its compute, shared
+    equally by the episodes (a batch's cost cannot be split by row)."""
+    zero = {"seconds": 0.0, "cpu_seconds": 0.0, "llm_passes": 0.0, "embedder_texts": 0.0}
+    if not hasattr(m, "prefetch") or not episodes:
+        return zero
+    reqs = [(ep, np.asarray(ep.values, dtype=np.float64)) for ep in episodes]
+    if shading is not None:
+        reqs += [(ep, ep.shaded_bids(shading)) for ep in episodes]
+    counter = ForwardCounter()
+    with counter:
+        t0, c0 = time.perf_counter(), time.process_time()
+        m.prefetch(reqs)
+        secs, cpu = time.perf_counter() - t0, time.process_time() - c0
+    llm, emb = counter.split()
+    n = len(episodes)
+    return {"seconds": secs / n, "cpu_seconds": cpu / n, "llm_passes": llm / n, "embedder_texts": emb / n}
 
 
 #: metric -> (label, how it is aggregated): "mean" of per-query numbers, or a ratio of per-query sums.

@@ -28,12 +28,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from adspace.mechanisms import generative as gen
+from adspace.simulate.comparison.batching import BATCH_ROWS, sample_grouped
 from adspace.simulate.comparison.harness import Episode, Shown, plain_messages
 from adspace.simulate.llm_auction.prompts import ad_writer_messages
 
@@ -43,20 +45,52 @@ __all__ = ["CurrencyMosaic", "LLMAuctionPolicy", "PlainAnswers", "SlotVCG"]
 class PlainAnswers:
     """The plain assistant's answer per episode, sampled once (seeded by the episode) and cached.
 
-    Shared by :class:`SlotVCG` (its answer) and the judge (the ``Δ NLL`` reference).
+    Shared by :class:`SlotVCG` (its answer) and the judge (the ``Δ NLL`` reference). :meth:`prefetch`
+    samples the answers of many episodes in few batches (:func:`sample_grouped`).
     """
 
-    def __init__(self, llm, *, max_new_tokens: int = 48, temperature: float = 0.7, top_p: float = 0.8):
+    def __init__(
+        self,
+        llm,
+        *,
+        max_new_tokens: int = 48,
+        temperature: float = 0.7,
+        top_p: float = 0.8,
+        batch_rows: int = BATCH_ROWS,
+    ):
         self.llm = llm
         self.sampling = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p}
+        self.batch_rows = batch_rows
         self._cache: dict[tuple[str, int], Any] = {}
 
+    def prefetch(self, episodes: Sequence[Episode]) -> None:
+        """Sample the answers of ``episodes`` not cached yet, in batches."""
+        todo = {_key(ep): ep for ep in episodes if _key(ep) not in self._cache}
+        if not todo:
+            return
+        reqs = [(plain_messages(ep.query.text), ep.seed, None) for ep in todo.values()]
+        got = sample_grouped(
+            lambda ps, n, _x, seed: self.llm.sample(ps, n, seed=seed, **self.sampling),
+            reqs,
+            batch_rows=self.batch_rows,
+        )
+        for k, (reply,) in zip(todo, got, strict=True):
+            self._cache[k] = reply
+
     def get(self, ep: Episode):
-        key = (ep.query.query_id + "\x1f" + ep.query.text, ep.seed)
+        key = _key(ep)
         if key not in self._cache:
             (row,) = self.llm.sample([plain_messages(ep.query.text)], 1, seed=ep.seed, **self.sampling)
             self._cache[key] = row[0]
         return self._cache[key]
+
+
+def _key(ep: Episode) -> tuple[str, int]:
+    return (ep.query.query_id + "\x1f" + ep.query.text, ep.seed)
+
+
+def _bids_key(ep: Episode, bids) -> tuple[str, int, bytes]:
+    return (*_key(ep), np.asarray(bids, dtype=np.float64).tobytes())
 
 
 def _zeros(n: int) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
@@ -84,6 +118,17 @@ class SlotVCG:
 
             self.embedder = get_embedder()
         self.embedder.embed(["warm-up"])
+
+    def prefetch(self, requests: Sequence[tuple[Episode, NDArray[np.float64]]]) -> None:
+        """The plain answers of all episodes in batches (and, with a caching embedder, every text's
+        embedding in one call)."""
+        from adspace.simulate.llm_auction.users import ClickModel
+
+        eps = [ep for ep, _ in requests]
+        self.answers.prefetch(eps)
+        if hasattr(self.embedder, "misses"):  # the project's embedder caches by text
+            texts = dict.fromkeys(t for ep in eps for t in [ep.query.text, *map(ClickModel.ad_text, ep.query.candidates)])
+            self.embedder.embed(list(texts))
 
     def run(self, ep: Episode, bids: NDArray[np.float64]) -> Shown:
         from adspace.mechanisms.vcg import clear
@@ -119,6 +164,7 @@ class CurrencyMosaic:
         max_new_tokens: int = 48,
         temperature: float = 0.7,
         top_p: float = 0.8,
+        batch_rows: int = BATCH_ROWS,
     ):
         if int(m) != m or m < 1:
             raise ValueError(f"m: must be a positive integer, got {m!r}")
@@ -131,6 +177,7 @@ class CurrencyMosaic:
         self.name = "mosaic-context" if context_aware else "mosaic-baseline"
         self.tau = float(tau)
         self.sampling = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p}
+        self.batch_rows = batch_rows
         self._cands: dict[tuple[str, int], tuple] = {}
 
     def prepare(self) -> None:
@@ -141,23 +188,46 @@ class CurrencyMosaic:
         """``(texts, parsed, ctr (n, M), log_ref (M,), log_gen (M,))``, bid-independent, cached per episode."""
         from adspace.simulate.llm_auction.format import parse_reply
 
-        key = (ep.query.query_id + "\x1f" + ep.query.text, ep.seed)
-        if key in self._cands:
-            return self._cands[key]
-        q = ep.query
-        ref = plain_messages(q.text)
-        prompt = ad_writer_messages(q.text, q.profile, q.candidates, None, short=True) if self.context_aware else ref
-        (row,) = self.llm.sample([prompt], self.m, seed=ep.seed, **self.sampling)
-        texts = [r.text for r in row]
-        log_gen = np.array([r.logprob for r in row])
-        if self.context_aware:
-            log_ref = np.asarray(self.llm.score([ref] * len(row), row), dtype=np.float64)
-        else:
-            log_ref = np.array([r.model_logprob for r in row], dtype=np.float64)
-        parsed = [parse_reply(t, q.candidates) for t in texts]
-        ctr = np.stack(self.clicks.probabilities([(q, p) for p in parsed]), axis=1)  # (n, M)
-        self._cands[key] = (texts, parsed, ctr, log_ref, log_gen)
+        key = _key(ep)
+        if key not in self._cands:
+            self.prefetch([(ep, ep.values)])
         return self._cands[key]
+
+    def _prompt(self, ep: Episode) -> list[dict]:
+        q = ep.query
+        if self.context_aware:
+            return ad_writer_messages(q.text, q.profile, q.candidates, None, short=True)
+        return plain_messages(q.text)
+
+    def prefetch(self, requests: Sequence[tuple[Episode, NDArray[np.float64]]]) -> None:
+        """The ``M`` candidates of every episode not cached yet: sampled in batches (the replicates of a
+        query share its prompt), their ``log π_ref`` scored in one call. Bids play no part."""
+        from adspace.simulate.llm_auction.format import parse_reply
+
+        todo = {_key(ep): ep for ep, _ in requests if _key(ep) not in self._cands}
+        if not todo:
+            return
+        eps = list(todo.values())
+        rows = sample_grouped(
+            lambda ps, n, _x, seed: self.llm.sample(ps, n, seed=seed, **self.sampling),
+            [(self._prompt(ep), ep.seed, None) for ep in eps],
+            per=self.m,
+            batch_rows=self.batch_rows,
+        )
+        flat = [r for row in rows for r in row]
+        if self.context_aware:
+            refs = [plain_messages(ep.query.text) for ep in eps for _ in range(self.m)]
+            log_ref_all = np.asarray(self.llm.score(refs, flat), dtype=np.float64)
+        else:
+            log_ref_all = np.array([r.model_logprob for r in flat], dtype=np.float64)
+        for j, (key, ep, row) in enumerate(zip(todo, eps, rows, strict=True)):
+            q = ep.query
+            texts = [r.text for r in row]
+            log_gen = np.array([r.logprob for r in row])
+            log_ref = log_ref_all[j * self.m : (j + 1) * self.m]
+            parsed = [parse_reply(t, q.candidates) for t in texts]
+            ctr = np.stack(self.clicks.probabilities([(q, p) for p in parsed]), axis=1)  # (n, M)
+            self._cands[key] = (texts, parsed, ctr, log_ref, log_gen)
 
     def run(self, ep: Episode, bids: NDArray[np.float64]) -> Shown:
         from adspace.mechanisms import mosaic
@@ -200,24 +270,44 @@ class LLMAuctionPolicy:
         top_p: float = 0.8,
         short_prompt: bool = True,
         constrained: bool = False,
+        batch_rows: int = BATCH_ROWS,
     ):
         self.llm = llm
         self.name = label
         self.short_prompt = short_prompt
         self.constrained = bool(constrained)
         self.sampling = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p}
+        self.batch_rows = batch_rows
+        self._replies: dict[tuple[str, int, bytes], Any] = {}
 
     def prepare(self) -> None:
         pass
 
-    def run(self, ep: Episode, bids: NDArray[np.float64]) -> Shown:
-        q = ep.query
-        b = np.asarray(bids, dtype=np.float64)
-        msgs = ad_writer_messages(q.text, q.profile, q.candidates, b.tolist(), short=self.short_prompt)
+    def _sample(self, prompts, n, candidates, seed):
         if self.constrained:
             from adspace.simulate.llm_auction.constrained import sample_constrained
 
-            (row,) = sample_constrained(self.llm, [msgs], [q.candidates], 1, seed=ep.seed, **self.sampling)
-        else:
-            (row,) = self.llm.sample([msgs], 1, seed=ep.seed, **self.sampling)
-        return Shown(row[0].text, None, gen.to_micros(b), np.zeros(b.size), {})
+            return sample_constrained(self.llm, prompts, candidates, n, seed=seed, **self.sampling)
+        return self.llm.sample(prompts, n, seed=seed, **self.sampling)
+
+    def prefetch(self, requests: Sequence[tuple[Episode, NDArray[np.float64]]]) -> None:
+        """One reply per ``(episode, bids)`` in batches (the replicates of a query with the same bids share
+        a prompt); :meth:`run` then uses them."""
+        todo = {_bids_key(ep, b): (ep, b) for ep, b in requests if _bids_key(ep, b) not in self._replies}
+        reqs = [(self._messages(ep, b), ep.seed, ep.query.candidates) for ep, b in todo.values()]
+        got = sample_grouped(self._sample, reqs, batch_rows=self.batch_rows) if reqs else []
+        for k, (reply,) in zip(todo, got, strict=True):
+            self._replies[k] = reply
+
+    def _messages(self, ep: Episode, bids) -> list[dict]:
+        q = ep.query
+        b = np.asarray(bids, dtype=np.float64).tolist()
+        return ad_writer_messages(q.text, q.profile, q.candidates, b, short=self.short_prompt)
+
+    def run(self, ep: Episode, bids: NDArray[np.float64]) -> Shown:
+        """The prefetched reply for ``(ep, bids)`` (used once), or one sampled now with the episode's seed."""
+        b = np.asarray(bids, dtype=np.float64)
+        reply = self._replies.pop(_bids_key(ep, b), None)
+        if reply is None:
+            ((reply,),) = self._sample([self._messages(ep, b)], 1, [ep.query.candidates], ep.seed)
+        return Shown(reply.text, None, gen.to_micros(b), np.zeros(b.size), {})

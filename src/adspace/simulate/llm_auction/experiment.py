@@ -306,7 +306,7 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, *, progress=None)
             test,
             cfg,
             values=test_bids,
-            progress=lambda done, total: say(f"evaluate: {done}/{total} episodes"),
+            progress=lambda done, total: say(f"evaluate: {done}/{total} methods sampled"),
         ),
     )
     order = ("vcg_slot", "pretrained", "pretrained_constrained", "mosaic")
