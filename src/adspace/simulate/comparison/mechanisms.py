@@ -127,7 +127,9 @@ class SlotVCG:
         eps = [ep for ep, _ in requests]
         self.answers.prefetch(eps)
         if hasattr(self.embedder, "misses"):  # the project's embedder caches by text
-            texts = dict.fromkeys(t for ep in eps for t in [ep.query.text, *map(ClickModel.ad_text, ep.query.candidates)])
+            texts = dict.fromkeys(
+                t for ep in eps for t in [ep.query.text, *map(ClickModel.ad_text, ep.query.candidates)]
+            )
             self.embedder.embed(list(texts))
 
     def run(self, ep: Episode, bids: NDArray[np.float64]) -> Shown:
@@ -186,7 +188,6 @@ class CurrencyMosaic:
 
     def candidates(self, ep: Episode):
         """``(texts, parsed, ctr (n, M), log_ref (M,), log_gen (M,))``, bid-independent, cached per episode."""
-        from adspace.simulate.llm_auction.format import parse_reply
 
         key = _key(ep)
         if key not in self._cands:
