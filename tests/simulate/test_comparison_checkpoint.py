@@ -138,3 +138,13 @@ def test_the_held_out_queries_follow_the_runs_warm_start_and_training_queries(tm
     assert res.exit_code == 1 and "error: --n-train: the checkpoint's run trained on the first 54" in res.output
     res = CliRunner().invoke(app, [*base, "--seed", "3"])
     assert res.exit_code == 1 and "error: --seed: the checkpoint's run drew its queries with seed 0" in res.output
+
+
+def test_the_compare_commands_default_split_is_the_llm_auction_experiments():
+    """Without a checkpoint, ``compare`` holds out the queries after the LLM-Auction default's training queries."""
+    from adspace.simulate.comparison.experiment import CompareConfig
+    from adspace.simulate.llm_auction.experiment import ExperimentConfig
+
+    default = ExperimentConfig()
+    assert default.warm is None  # no warm-start queries before the training ones
+    assert CompareConfig().n_train == default.n_train

@@ -17,7 +17,7 @@ def test_full_is_the_default_recipe_at_a_larger_scale_on_the_device_asked_for():
     assert full.eval_samples >= 4 and full.irpo.epochs >= max(3, small.irpo.epochs)
     assert full.n_test * full.eval_samples >= 400
     assert full.irpo.device == "cpu" and full.irpo.bf16 is False  # bf16 only on a GPU that has it
-    scale = {"device", "bf16", "epochs", "samples", "max_new_tokens", "max_pairs", "batch_size"}
+    scale = {"device", "bf16", "epochs", "samples", "max_new_tokens", "max_pairs", "batch_size", "dpo_epochs"}
     recipe = {k: v for k, v in asdict(small.irpo).items() if k not in scale}
     assert recipe == {k: v for k, v in asdict(full.irpo).items() if k not in scale}
     assert full.warm == small.warm

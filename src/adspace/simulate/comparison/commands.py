@@ -26,7 +26,8 @@ def compare_command(
         None,
         "--n-train",
         help="Queries before the held-out ones (default: those the checkpoint's run trained on, warm start "
-        "included, read from its results.json; 6 without a checkpoint).",
+        "included, read from its results.json; 24 without a checkpoint, the training queries of the "
+        "llm-auction command's default).",
     ),
     checkpoint: Path | None = typer.Option(
         None,
@@ -84,7 +85,7 @@ def compare_command(
                     )
         cfg = CompareConfig(
             n_queries=n_queries,
-            n_train=6 if n_train is None else n_train,
+            n_train=CompareConfig.n_train if n_train is None else n_train,
             seed=seed,
             data=str(data) if data else None,
             mechanisms=tuple(m.strip() for m in mechanisms.split(",") if m.strip()),

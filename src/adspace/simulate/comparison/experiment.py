@@ -38,7 +38,7 @@ class CompareConfig:
     """The comparison's scale; the defaults run in well under 30 minutes on 2 CPU cores."""
 
     n_queries: int = 30
-    n_train: int = 6  # queries before the held-out ones (the LLM-Auction experiment's training split)
+    n_train: int = 24  # queries before the held-out ones (the LLM-Auction experiment's training split)
     n_candidates: int = 3
     seed: int = 0
     data: str | None = None

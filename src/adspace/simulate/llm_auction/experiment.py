@@ -76,7 +76,7 @@ PAPER_TABLE2 = {
 class ExperimentConfig:
     """Scale of the experiment; the defaults fit 2 CPU cores in 30 minutes, :meth:`full` one GPU in 10."""
 
-    n_train: int = 6
+    n_train: int = 24
     n_test: int = 50
     n_candidates: int = 3
     eval_samples: int = 4  # episodes (replies, other seeds) per held-out query and method
@@ -90,7 +90,13 @@ class ExperimentConfig:
     oracle: bool = True
     seed: int = 0
     data: str | None = None
-    irpo: IRPOConfig = field(default_factory=lambda: IRPOConfig(max_new_tokens=40, max_pairs=8, constrained=True))
+    # 3 IRPO epochs of at most 32 pairs, one DPO pass each in batches of 8 (measured: 24 queries x 2 epochs x
+    # 2 passes in batches of 4 made the policy flood its replies with ads after epoch 1, docs/llm-auction.md)
+    irpo: IRPOConfig = field(
+        default_factory=lambda: IRPOConfig(
+            max_new_tokens=40, max_pairs=32, constrained=True, epochs=3, batch_size=8, dpo_epochs=1
+        )
+    )
     # the supervised warm start (:mod:`.warmstart`, ``--warm-start``); off by default: measured, it did not
     # raise the insertion rate at this scale (docs/llm-auction.md), and its time goes to IRPO instead
     warm: WarmStartConfig | None = None
@@ -126,6 +132,7 @@ class ExperimentConfig:
             max_new_tokens=64,
             max_pairs=None if pairs is None else round(pairs * n_train / recipe.n_train),  # as many per query
             batch_size=16,
+            dpo_epochs=2,  # two passes over each epoch's pairs, as measured on an H100
         )
         base: dict[str, Any] = dict(
             n_train=n_train,
