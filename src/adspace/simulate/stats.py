@@ -1,4 +1,5 @@
-"""Bootstrap confidence intervals for per-query measurements (one helper for every experiment).
+"""Bootstrap confidence intervals for per-query measurements (one helper for every experiment), and a
+permutation test of whether an outcome rises with a treatment within groups (the bid sweep's).
 
 >>> iv = bootstrap_ci([1.0, 2.0, 3.0, 4.0], n_resamples=500, seed=1)
 >>> iv.estimate, iv.low <= iv.estimate <= iv.high
@@ -14,7 +15,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["Interval", "bootstrap_ci"]
+__all__ = ["Interval", "SlopeTest", "bootstrap_ci", "slope_permutation_test"]
 
 
 @dataclass(frozen=True)
@@ -89,3 +90,72 @@ def bootstrap_ci(
     alpha = (1.0 - level) / 2.0
     lo, hi = np.quantile(boots, [alpha, 1.0 - alpha])
     return Interval(est, float(lo), float(hi), n, level)
+
+
+@dataclass(frozen=True)
+class SlopeTest:
+    """Within-group least-squares slope of ``y`` on ``x`` and its one-sided permutation p-values.
+
+    ``p_increasing``: the share of permutations (``x`` shuffled within each group, the observed order
+    counted as one) whose slope is at least the observed one: small when ``y`` rises with ``x``.
+    ``p_decreasing`` likewise for a falling ``y``. Under the null hypothesis that ``y`` does not depend on
+    ``x`` within groups, each is a valid p-value (never below ``1 / (permutations + 1)``).
+    """
+
+    slope: float
+    p_increasing: float
+    p_decreasing: float
+    n: int
+    permutations: int
+
+
+def _within_slope(x: np.ndarray, y: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Slopes of ``y`` on each row of ``x`` (``(k, n)``, sorted by group; groups begin at ``starts``),
+    both centered within their groups."""
+    sizes = np.diff(np.append(starts, y.size))
+    xc = x - np.repeat(np.add.reduceat(x, starts, axis=-1) / sizes, sizes, axis=-1)
+    yc = y - np.repeat(np.add.reduceat(y, starts) / sizes, sizes)
+    den = (xc * xc).sum(axis=-1)
+    return np.where(den > 0, (xc * yc).sum(axis=-1) / np.where(den > 0, den, 1.0), 0.0)
+
+
+def slope_permutation_test(
+    x: ArrayLike, y: ArrayLike, groups: ArrayLike | None = None, *, permutations: int = 2000, seed: int = 0
+) -> SlopeTest:
+    """Does ``y`` rise with ``x`` within groups? Slope and one-sided permutation p-values (:class:`SlopeTest`).
+
+    Used for the bid sweep: ``x`` the swept ad's bid of each reply, ``y`` 1 when the reply showed the ad
+    (or when it was clicked), ``groups`` the query, so that the bids are shuffled among the replies of the
+    same query only.
+
+    >>> t = slope_permutation_test([1, 1, 2, 2, 3, 3], [0, 0, 0, 1, 1, 1], permutations=500)
+    >>> t.slope > 0, t.p_increasing < 0.1, t.p_decreasing > 0.9
+    (True, True, True)
+    """
+    xa = np.asarray(x, dtype=np.float64)
+    ya = np.asarray(y, dtype=np.float64)
+    if xa.ndim != 1 or ya.shape != xa.shape:
+        raise ValueError(f"y: must have the shape of x {xa.shape}, got {ya.shape}")
+    if not (np.isfinite(xa).all() and np.isfinite(ya).all()):
+        raise ValueError("x, y: must be finite")
+    if int(permutations) != permutations or permutations < 1:
+        raise ValueError(f"permutations: must be a positive integer, got {permutations!r}")
+    g = np.zeros(xa.size, dtype=np.int64) if groups is None else np.asarray(groups)
+    if g.shape != xa.shape:
+        raise ValueError(f"groups: must have the shape of x {xa.shape}, got {g.shape}")
+    if xa.size == 0:
+        return SlopeTest(0.0, 1.0, 1.0, 0, int(permutations))
+    order = np.argsort(g, kind="stable")
+    xa, ya, g = xa[order], ya[order], g[order]
+    starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+    observed = float(_within_slope(xa[None, :], ya, starts)[0])
+    rng = np.random.default_rng(seed)
+    ends = np.append(starts[1:], xa.size)
+    perm = np.repeat(xa[None, :], int(permutations), axis=0)
+    for a, b in zip(starts, ends, strict=True):
+        perm[:, a:b] = rng.permuted(perm[:, a:b], axis=1)
+    slopes = _within_slope(perm, ya, starts)
+    tol = 1e-12 * max(1.0, abs(observed))
+    p_inc = (1 + int(np.count_nonzero(slopes >= observed - tol))) / (permutations + 1)
+    p_dec = (1 + int(np.count_nonzero(slopes <= observed + tol))) / (permutations + 1)
+    return SlopeTest(observed, p_inc, p_dec, int(xa.size), int(permutations))

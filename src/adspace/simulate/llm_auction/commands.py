@@ -149,5 +149,12 @@ def llm_auction(
             f"{w['before']['format_error_rate']:.2f} -> {w['after']['format_error_rate']:.2f} "
             f"({w['after']['replies']} held-out replies, unconstrained)"
         )
+    for name, sw in res.get("bid_sweep", {}).items():
+        e, c = sw["exposure_test"], sw["click_test"]
+        console.print(
+            f"bid sweep, {name}: does the swept ad's exposure rise with its bid? slope {e['slope']:.2e} per "
+            f"currency unit, one-sided permutation p = {e['p_increasing']:.3f} ({e['n']} replies); its clicks: "
+            f"p = {c['p_increasing']:.3f}"
+        )
     console.print(json.dumps(res["comparison"], indent=1))
     console.print(f"results: {out / 'results.json'}  figure: {out / 'llm_auction.png'}  ({res['total_s']:.0f} s)")

@@ -61,6 +61,7 @@ from adspace.simulate.llm_auction.evaluation import evaluate_methods
 from adspace.simulate.llm_auction.training import IRPOConfig, run_irpo, sample_replies
 from adspace.simulate.llm_auction.users import ClickModel
 from adspace.simulate.llm_auction.warmstart import WarmStartConfig, warm_start, warm_start_examples, writer_figures
+from adspace.simulate.stats import slope_permutation_test
 
 __all__ = ["ExperimentConfig", "PAPER_TABLE2", "run_experiment"]
 
@@ -168,7 +169,8 @@ def _sample_texts(backend, msgs, n, cfg: IRPOConfig, seed: int, queries=None) ->
 
 def _sweep(backend, test, bids, user, cfg: ExperimentConfig, seed: int) -> dict:
     qs = test[: cfg.sweep_queries]
-    out = {"bids": list(cfg.sweep_bids), "queries": []}
+    out: dict = {"bids": list(cfg.sweep_bids), "queries": []}
+    replies: list[tuple[int, float, float, float]] = []
     for j, q in enumerate(qs):
         rows = np.repeat(bids[j : j + 1], len(cfg.sweep_bids), axis=0)
         rows[:, 0] = cfg.sweep_bids
@@ -176,11 +178,13 @@ def _sweep(backend, test, bids, user, cfg: ExperimentConfig, seed: int) -> dict:
         texts = _sample_texts(backend, msgs, cfg.sweep_samples, cfg.irpo, seed + j, [q] * len(cfg.sweep_bids))
         rolls = score_texts([q] * len(cfg.sweep_bids), rows, msgs, texts, user)
         itc, se, expo = [], [], []
-        for row in rolls:
+        for bid, row in zip(cfg.sweep_bids, rolls, strict=True):
             est = gen.estimate_itctr(np.stack([r.clicked for r in row]), np.stack([r.parsed.shown() for r in row]))
             itc.append(float(est.itctr[0]))
             se.append(float(est.stderr[0]))
             expo.append(float(est.exposure[0]))
+            for r in row:  # per reply: the swept ad's bid, whether it was shown, whether it was clicked
+                replies.append((j, float(bid), float(r.parsed.shown()[0]), float(r.clicked[0])))
         m = gen.monotonicity(cfg.sweep_bids, itc, se)
         out["queries"].append({"query_id": q.query_id, "itctr": itc, "stderr": se, "exposure": expo, **asdict(m)})
     # pooled over queries: mean ITCTR and exposure of the swept ad per bid
@@ -189,6 +193,10 @@ def _sweep(backend, test, bids, user, cfg: ExperimentConfig, seed: int) -> dict:
     pooled = gen.monotonicity(cfg.sweep_bids, itc)
     out["pooled"] = {"itctr": itc.tolist(), "exposure": expo.tolist(), **asdict(pooled)}
     out["exposure_spearman"] = gen.monotonicity(cfg.sweep_bids, expo).spearman
+    # the call: do exposure and clicks rise with the bid within queries? (permutation test over replies)
+    rep = np.array(replies, dtype=np.float64).reshape(-1, 4)
+    for key, col in (("exposure_test", 2), ("click_test", 3)):
+        out[key] = asdict(slope_permutation_test(rep[:, 1], rep[:, col], rep[:, 0], seed=seed))
     return out
 
 
