@@ -40,7 +40,9 @@ the trained model (``adspace experiment compare --llm-auction-checkpoint DIR/irp
 
 A bid sweep (ad 0 of ``sweep_queries`` test queries, bids ``sweep_bids``, others fixed, ``sweep_samples``
 replies per bid) measures whether the allocation is monotone in the bid for the pre-trained and the
-trained model (:func:`adspace.mechanisms.generative.monotonicity`).
+trained model (:func:`adspace.mechanisms.generative.monotonicity`), and tests whether the swept ad's
+exposure and clicks rise with its bid within queries (:func:`adspace.simulate.stats.slope_permutation_test`,
+one-sided permutation p-values over replies: ``exposure_test``, ``click_test``).
 """
 
 from __future__ import annotations
