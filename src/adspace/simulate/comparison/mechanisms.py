@@ -78,11 +78,9 @@ class PlainAnswers:
             self._cache[k] = reply
 
     def get(self, ep: Episode):
-        key = _key(ep)
-        if key not in self._cache:
-            (row,) = self.llm.sample([plain_messages(ep.query.text)], 1, seed=ep.seed, **self.sampling)
-            self._cache[key] = row[0]
-        return self._cache[key]
+        """The answer of ``ep`` (sampled alone, with the episode's seed, unless prefetched)."""
+        self.prefetch([ep])
+        return self._cache[_key(ep)]
 
 
 def _key(ep: Episode) -> tuple[str, int]:
@@ -188,7 +186,6 @@ class CurrencyMosaic:
 
     def candidates(self, ep: Episode):
         """``(texts, parsed, ctr (n, M), log_ref (M,), log_gen (M,))``, bid-independent, cached per episode."""
-
         key = _key(ep)
         if key not in self._cands:
             self.prefetch([(ep, ep.values)])
