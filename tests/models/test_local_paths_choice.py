@@ -7,26 +7,21 @@ import pytest
 from adspace.models.local_decode import decode_loop_for
 from adspace.models.local_scoring import scoring_path_for
 
-
-def test_adspace_decode_picks_the_loop_for_every_device(monkeypatch):
-    monkeypatch.setenv("ADSPACE_DECODE", "synced")
-    assert decode_loop_for("cuda:0") == "synced" and decode_loop_for("cpu") == "synced"
-    monkeypatch.setenv("ADSPACE_DECODE", "sync-free")
-    assert decode_loop_for("cpu") == "sync-free"
-    monkeypatch.setenv("ADSPACE_DECODE", "fast")
-    with pytest.raises(ValueError, match="ADSPACE_DECODE: must be one of synced, sync-free, got 'fast'"):
-        decode_loop_for("cpu")
-    monkeypatch.delenv("ADSPACE_DECODE")
-    assert decode_loop_for("cpu") == "synced" and decode_loop_for("cuda") == "sync-free"
+CHOOSERS = [
+    # (override, chooser, its paths in order, the CUDA default, the default elsewhere)
+    ("ADSPACE_DECODE", decode_loop_for, ("synced", "sync-free"), "sync-free", "synced"),
+    ("ADSPACE_SCORING", scoring_path_for, ("cached", "padded"), "padded", "cached"),
+]
 
 
-def test_adspace_scoring_picks_the_path_for_every_device(monkeypatch):
-    monkeypatch.setenv("ADSPACE_SCORING", "cached")
-    assert scoring_path_for("cuda:0") == "cached"
-    monkeypatch.setenv("ADSPACE_SCORING", "padded")
-    assert scoring_path_for("cpu") == "padded"
-    monkeypatch.setenv("ADSPACE_SCORING", "fast")
-    with pytest.raises(ValueError, match="ADSPACE_SCORING: must be one of cached, padded, got 'fast'"):
-        scoring_path_for("cpu")
-    monkeypatch.delenv("ADSPACE_SCORING")
-    assert scoring_path_for("cpu") == "cached" and scoring_path_for("cuda") == "padded"
+@pytest.mark.parametrize(("env", "choose", "paths", "on_cuda", "elsewhere"), CHOOSERS, ids=[c[0] for c in CHOOSERS])
+def test_the_override_picks_the_path_for_every_device(monkeypatch, env, choose, paths, on_cuda, elsewhere):
+    monkeypatch.setenv(env, paths[0])
+    assert choose("cuda:0") == paths[0] and choose("cpu") == paths[0]
+    monkeypatch.setenv(env, paths[1])
+    assert choose("cpu") == paths[1]
+    monkeypatch.setenv(env, "fast")
+    with pytest.raises(ValueError, match=f"{env}: must be one of {paths[0]}, {paths[1]}, got 'fast'"):
+        choose("cpu")
+    monkeypatch.delenv(env)
+    assert choose("cpu") == elsewhere and choose("cuda") == on_cuda

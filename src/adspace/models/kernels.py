@@ -37,6 +37,21 @@ NUCLEUS_METHODS = ("topk", "sort")
 _NUCLEUS_K0 = 256  # first guess of the nucleus size for "topk"; grown x4 until it holds mass >= top_p
 
 
+def path_for(device: Any, *, cuda: str, other: str, env: str, choices: tuple[str, ...]) -> str:
+    """``cuda`` on a CUDA device, ``other`` elsewhere; the environment variable ``env`` (one of
+    ``choices``) picks one for every device (a fallback should a path fail on some GPU)."""
+    import os
+
+    import torch
+
+    forced = os.environ.get(env)
+    if forced:
+        if forced not in choices:
+            raise ValueError(f"{env}: must be one of {', '.join(choices)}, got {forced!r}")
+        return forced
+    return cuda if torch.device(device).type == "cuda" else other
+
+
 def nucleus_method_for(device: Any) -> str:
     """``"sort"`` on a CUDA device (no host synchronisation), ``"topk"`` elsewhere (fewer operations)."""
     import torch

@@ -20,7 +20,6 @@ the same replies as the synced loop but more slowly: 130 against 145 replies/s (
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 __all__ = ["DECODE_LOOPS", "EOS_EVERY", "decode", "decode_loop_for", "prefill"]
@@ -32,14 +31,9 @@ EOS_EVERY = 8  # sync-free: steps between end-of-turn checks
 def decode_loop_for(device: Any) -> str:
     """``"sync-free"`` on a CUDA device, ``"synced"`` elsewhere; ``$ADSPACE_DECODE`` (a loop's name) picks
     one for every device (a fallback should the sync-free loop fail on some GPU)."""
-    import torch
+    from adspace.models.kernels import path_for
 
-    forced = os.environ.get("ADSPACE_DECODE")
-    if forced:
-        if forced not in DECODE_LOOPS:
-            raise ValueError(f"ADSPACE_DECODE: must be one of {', '.join(DECODE_LOOPS)}, got {forced!r}")
-        return forced
-    return "sync-free" if torch.device(device).type == "cuda" else "synced"
+    return path_for(device, cuda="sync-free", other="synced", env="ADSPACE_DECODE", choices=DECODE_LOOPS)
 
 
 def prefill(model, input_ids, attn, n: int, device):

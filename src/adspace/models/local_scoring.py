@@ -23,13 +23,12 @@ log-probability comes from :func:`adspace.models.kernels.token_logprobs`.
 from __future__ import annotations
 
 import copy
-import os
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from adspace.models.kernels import token_logprobs
+from adspace.models.kernels import path_for, token_logprobs
 
 __all__ = [
     "SCORING_PATHS",
@@ -47,14 +46,7 @@ Pair = tuple[list[int], list[int]]  # (prompt token ids, reply token ids)
 def scoring_path_for(device: Any) -> str:
     """``"padded"`` on a CUDA device (few large forwards), ``"cached"`` elsewhere (fewest multiply-adds);
     ``$ADSPACE_SCORING`` (a path's name) picks one for every device."""
-    import torch
-
-    forced = os.environ.get("ADSPACE_SCORING")
-    if forced:
-        if forced not in SCORING_PATHS:
-            raise ValueError(f"ADSPACE_SCORING: must be one of {', '.join(SCORING_PATHS)}, got {forced!r}")
-        return forced
-    return "padded" if torch.device(device).type == "cuda" else "cached"
+    return path_for(device, cuda="padded", other="cached", env="ADSPACE_SCORING", choices=SCORING_PATHS)
 
 
 def padded_token_budget(model: Any, device: Any) -> int:
