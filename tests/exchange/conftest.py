@@ -284,6 +284,17 @@ def campaign_body(embedding=None, *, sigma=1.0, bid=1_000_000, budget=1_000_000_
     return body
 
 
+_AXES = list(range(DIM))
+secrets.SystemRandom().shuffle(_AXES)
+
+
 def isolated_dims(n: int) -> list[int]:
-    """Fresh embedding axes for a test, so campaigns of other tests on the same server sit far away."""
-    return [secrets.randbelow(DIM) for _ in range(n)]
+    """Fresh embedding axes for a test, so campaigns of other tests on the same server sit far away.
+
+    Drawn without replacement for the whole session (each test process has its own servers), so two tests
+    never share an axis: with independent draws, two of the session's tests landed on the same axis now
+    and then, and the campaign of one won the other's auctions."""
+    if n > len(_AXES):
+        raise RuntimeError(f"isolated_dims: only {len(_AXES)} unused axes are left, {n} asked for")
+    out, _AXES[:] = _AXES[:n], _AXES[n:]
+    return out
