@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 
 from adspace import __version__
 from adspace.exchange.api import accounts, auctions, campaigns, docs, openrtb, reports
+from adspace.exchange.api.fastlane import FastLane
 from adspace.exchange.config import Settings
 from adspace.exchange.middleware import Guard, RateLimits
 from adspace.exchange.services import Exchange, ServiceError
@@ -94,6 +95,8 @@ def create_app(settings: Settings | None = None, *, exchange: Exchange | None = 
     from adspace.exchange.api import dashboard  # the dashboard at / and its JSON views (issue 6)
 
     app.include_router(dashboard.router)
+    if settings.fast_lane:
+        app.add_middleware(FastLane)  # behind the guard: the caller is known, limited and its body bounded
     app.add_middleware(
         Guard,
         max_body_bytes=settings.max_body_bytes,

@@ -108,6 +108,9 @@ class Settings:
     #: request threads already use the cores, and a multi-threaded GEMM on busy cores spins (measured
     #: 5x slower per query on a loaded 2-core machine; docs/benchmarks.md).
     blas_threads: int = 1
+    #: Answer well-formed auction and billing requests of publishers without FastAPI's per-request
+    #: machinery (api/fastlane.py; the answers are the same). Off: every request goes to the routes.
+    fast_lane: bool = True
     #: The exchange's currency (ISO-4217): all money is micros of it; OpenRTB requests whose ``cur``
     #: leaves it out get no bid (``nbr`` 2), floors in another ``bidfloorcur`` get none either.
     currency: str = "USD"
@@ -148,6 +151,7 @@ class Settings:
             sqlite_synchronous=(os.environ.get("ADSPACE_SQLITE_SYNCHRONOUS") or "FULL").strip().upper(),
             batch_window_us=_int("ADSPACE_BATCH_WINDOW_US", 200, lo=0, hi=100_000),
             blas_threads=_int("ADSPACE_BLAS_THREADS", 1, lo=0, hi=1024),
+            fast_lane=_bool("ADSPACE_FAST_LANE", True),
         )
 
     def with_overrides(self, **kwargs) -> Settings:

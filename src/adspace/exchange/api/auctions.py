@@ -9,9 +9,12 @@ from fastapi.responses import Response
 
 from adspace.exchange import schemas
 from adspace.exchange.api.deps import ExchangeDep, Id, Publisher
-from adspace.exchange.services import conversation_text
+from adspace.exchange.api.fastlane import auction_json, billing_json
 
 router = APIRouter(prefix="/v1/auctions", tags=["auctions"])
+
+# Well-formed auction and billing requests of publishers are answered by api/fastlane.py, in front of
+# these routes, through the same two functions (auction_json, billing_json); the routes answer the rest.
 
 
 @router.post("", response_model=schemas.AuctionResponse)
@@ -21,17 +24,7 @@ async def run_auction(body: schemas.AuctionRequest, ex: ExchangeDep, who: Publis
     The winner pays the Clarke pivot in whole micros (rounded down), never more than its bid and never
     less than `reserve_micros`. Its price is held against its budget until billed or expired.
     """
-    text = conversation_text([m.model_dump() for m in body.messages]) if body.messages is not None else None
-    result = await ex.auctions.run_async(
-        who,
-        embedding=body.embedding,
-        text=text,
-        keywords=body.keywords,
-        reserve_micros=body.reserve_micros,
-        tau=body.tau,
-    )
-    # Serialised once by pydantic-core (FastAPI would validate the model a second time on the way out).
-    return Response(result.response().model_dump_json(), media_type="application/json")
+    return Response(await auction_json(ex, who, body), media_type="application/json")
 
 
 @router.get("", response_model=list[schemas.AuctionOut])
@@ -52,8 +45,7 @@ def get_auction(auction_id: Id, ex: ExchangeDep, who: Publisher):
 @router.post("/{auction_id}/billing", response_model=schemas.BillingResult)
 async def bill(auction_id: Id, ex: ExchangeDep, who: Publisher):
     """The ad was shown: charge the winner. Exactly once; a repeat answers the same and charges nothing."""
-    result = await ex.billing.bill_async(who, auction_id)
-    return Response(result.model_dump_json(), media_type="application/json")
+    return Response(await billing_json(ex, who, auction_id), media_type="application/json")
 
 
 @router.post("/{auction_id}/click", response_model=schemas.ClickResult)
