@@ -64,6 +64,8 @@ def test_reach_fits_sigma_and_its_preview_is_what_the_auctions_then_do(model_ser
     # As a change of that campaign, the preview does not compete against the campaign itself.
     again = adv.ok("POST", "/v1/campaigns/reach", json={**body, "campaign_id": cid})
     assert [q["won"] for q in again["preview"]["queries"]] == [q["won"] for q in pv["queries"]]
+    # The server is shared with other text tests: a live trail-shoe campaign here would win theirs.
+    adv.ok("DELETE", f"/v1/campaigns/{cid}", 204)
 
 
 def test_reach_without_non_customers_uses_the_median_rule_and_no_bid_means_no_preview(model_server):

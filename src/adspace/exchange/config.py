@@ -108,6 +108,9 @@ class Settings:
     #: request threads already use the cores, and a multi-threaded GEMM on busy cores spins (measured
     #: 5x slower per query on a loaded 2-core machine; docs/benchmarks.md).
     blas_threads: int = 1
+    #: Threads sharing the clearing kernel's filter GEMM on a large market (each a one-thread BLAS call
+    #: over its own block of campaigns; idle between calls, never spinning).
+    clear_threads: int = 2
     #: Answer well-formed auction and billing requests of publishers without FastAPI's per-request
     #: machinery (api/fastlane.py; the answers are the same). Off: every request goes to the routes.
     fast_lane: bool = True
@@ -151,6 +154,7 @@ class Settings:
             sqlite_synchronous=(os.environ.get("ADSPACE_SQLITE_SYNCHRONOUS") or "FULL").strip().upper(),
             batch_window_us=_int("ADSPACE_BATCH_WINDOW_US", 200, lo=0, hi=100_000),
             blas_threads=_int("ADSPACE_BLAS_THREADS", 1, lo=0, hi=1024),
+            clear_threads=_int("ADSPACE_CLEAR_THREADS", 2, lo=1, hi=64),
             fast_lane=_bool("ADSPACE_FAST_LANE", True),
         )
 

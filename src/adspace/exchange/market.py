@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 
 import numpy as np
@@ -129,8 +129,9 @@ class _Prepared:
 class LiveMarket:
     """Campaign arrays for clearing, kept in step with the database by the service layer."""
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, *, threads: int = 1):
         self.dim = dim
+        self.threads = threads  # of the kernel's filter GEMM (Market(threads=...))
         self._lock = threading.RLock()
         self._camps: dict[str, CampaignState] = {}
         self._dirty = True
@@ -273,7 +274,7 @@ class LiveMarket:
                 row_camp.append(i)
                 row_kw.append(None)
         if centers:
-            self._market = Market(np.vstack(centers), np.asarray(sigmas), np.asarray(bids))
+            self._market = Market(np.vstack(centers), np.asarray(sigmas), np.asarray(bids), threads=self.threads)
         else:
             self._market = None
         self._row_camp = np.asarray(row_camp, dtype=np.int64)
@@ -341,6 +342,9 @@ class LiveMarket:
             n = len(self._camps)
             prepared: list[_Prepared] = []
             base = None
+            # Queries with the same restrictions share one eligibility mask and its counts (the common
+            # case: no keyword, τ, exclusion or cap), computed once per batch, not once per query.
+            shared: dict[tuple, _Prepared] = {}
             for q in queries:
                 keyword = next((k for k in (q.keywords or []) if k in self._keyword_rows), None)
                 point_kind = "keyword" if keyword is not None else "query"
@@ -352,7 +356,16 @@ class LiveMarket:
                     continue
                 if base is None:
                     base = self._base_eligibility(now)
-                prepared.append(self._prepare(q, x, keyword, point_kind, base))
+                # τ gates on the distance to this query's point: such a query has a mask of its own.
+                key = None if q.tau is not None else (keyword, q.exclude, q.capped)
+                same = shared.get(key) if key is not None else None
+                if same is None:
+                    same = self._prepare(q, x, keyword, point_kind, base)
+                    if key is not None:
+                        shared[key] = same
+                    prepared.append(same)
+                else:
+                    prepared.append(replace(same, x=x, excluded=dict(same.excluded), reserve=int(q.reserve_micros)))
             # Clear outside the lock (NumPy releases the GIL): the prepared market is never mutated (a
             # rebuild makes a new one), and the masks are this call's own.
             market, row_camp, states = self._market, self._row_camp, self._states
@@ -365,7 +378,11 @@ class LiveMarket:
                 groups.setdefault(p.reserve, []).append(i)
         for reserve, idx in groups.items():
             xs = np.vstack([prepared[i].x for i in idx])
-            masks = np.vstack([prepared[i].row_ok for i in idx])
+            first = prepared[idx[0]].row_ok
+            if all(prepared[i].row_ok is first for i in idx):
+                masks = first  # one (N,) mask for the whole group
+            else:
+                masks = np.vstack([prepared[i].row_ok for i in idx])
             clearing = market.clear(xs, reserve=float(reserve), eligible=masks)
             self.batches += 1
             self.batched_queries += len(idx)

@@ -37,6 +37,8 @@ chunks so that memory stays bounded (``max_chunk_bytes``) for any ``Q × N``.
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -208,6 +210,21 @@ class Clearing:
         return int(self.winner.shape[0])
 
 
+#: Fewest advertisers per thread of the filter GEMM (below, a thread hand-off costs more than it saves).
+_MIN_BLOCK = 2048
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """A process-wide pool of ``workers`` threads for the GEMM blocks (shared by every Market)."""
+    with _POOLS_LOCK:
+        pool = _POOLS.get(workers)
+        if pool is None:
+            pool = _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="adspace-gemm")
+        return pool
+
+
 def _gamma(n: int, u: float) -> float:
     return n * u / (1.0 - n * u)
 
@@ -225,9 +242,21 @@ class Market:
     max_chunk_bytes : int
         Upper bound on the scratch memory of one chunk of queries (one ``q × N`` float32 matrix and
         one boolean mask); larger ``Q`` is processed chunk by chunk.
+    threads : int
+        Threads sharing the filter GEMM of a large market, each over its own block of advertisers
+        (each a single-threaded BLAS call; they wait on a queue, never spin, between calls). The
+        result does not depend on it: every block's bounds are the same numbers.
     """
 
-    def __init__(self, centers: ArrayLike, sigmas: ArrayLike, bids: ArrayLike, *, max_chunk_bytes: int = 256 << 20):
+    def __init__(
+        self,
+        centers: ArrayLike,
+        sigmas: ArrayLike,
+        bids: ArrayLike,
+        *,
+        max_chunk_bytes: int = 256 << 20,
+        threads: int = 1,
+    ):
         c = as_float_array(centers, "centers", ndim=2)
         s = as_float_array(sigmas, "sigmas", ndim=1)
         b = as_float_array(bids, "bids", ndim=1)
@@ -245,6 +274,9 @@ class Market:
         self.bids = b
         self.n, self.d = n, d
         self.max_chunk_bytes = int(max_chunk_bytes)
+        if int(threads) < 1:
+            raise ValueError(f"threads: must be >= 1, got {threads}")
+        self.threads = int(threads)
         self._prepare()
 
     # -- preparation -------------------------------------------------------------------------------
@@ -285,6 +317,7 @@ class Market:
             lift[always] = 0.0
             self._always[lo:hi] = always
             self._lift32[lo:hi] = lift
+        self._any_always = bool(self._always.any())
 
     def __len__(self) -> int:
         return self.n
@@ -397,19 +430,42 @@ class Market:
         rows[exact] = 0.0
         return rows.astype(np.float32), exact
 
+    def _upper_bounds(self, rows32: NDArray[np.float32], elig: NDArray[np.bool_] | None) -> NDArray[np.float32]:
+        """``rows32 @ lift32.T``: upper bounds on every score, ``+inf`` for advertisers scored exactly
+        always, ``-inf`` for ineligible ones. With ``threads > 1`` each thread fills its own block of
+        columns (one BLAS call each); the numbers are the same as one call's."""
+        q, n = rows32.shape[0], self.n
+        upper = np.empty((q, n), dtype=np.float32)
+
+        def block(lo: int, hi: int) -> None:
+            np.matmul(rows32, self._lift32[lo:hi].T, out=upper[:, lo:hi])
+            if self._any_always:
+                upper[:, lo:hi][:, self._always[lo:hi]] = np.inf
+            if elig is not None:
+                e = elig[lo:hi] if elig.ndim == 1 else elig[:, lo:hi]
+                np.copyto(upper[:, lo:hi], -np.inf, where=~e)
+
+        parts = min(self.threads, max(1, n // _MIN_BLOCK))
+        if parts == 1:
+            block(0, n)
+            return upper
+        step = -(-n // parts)
+        pool = _pool(parts - 1)
+        futures = [pool.submit(block, lo, min(n, lo + step)) for lo in range(step, n, step)]
+        try:
+            block(0, step)
+        finally:
+            for f in futures:
+                f.result()
+        return upper
+
     def _clear_chunk(self, x, elig, winner, runner, wscore, rscore, wvalue, rvalue) -> None:
         q, n, d = x.shape[0], self.n, self.d
         rows32, row_exact = self._query_rows(x)
-        upper = rows32 @ self._lift32.T  # (q, n) float32: certified upper bounds on the scores
-        if self._always.any():
-            upper[:, self._always] = np.inf
-        if row_exact.any():
-            upper[row_exact] = np.inf
-        if elig is not None:
-            if elig.ndim == 1:
-                upper[:, ~elig] = -np.inf
-            else:
-                upper[~elig] = -np.inf
+        upper = self._upper_bounds(rows32, elig)  # (q, n) float32: certified upper bounds on the scores
+        if row_exact.any():  # every eligible advertiser is a candidate of these queries
+            keep = True if elig is None else (elig if elig.ndim == 1 else elig[row_exact])
+            upper[row_exact] = np.where(keep, np.inf, -np.inf)
         r = np.arange(q)
         # Two distinct advertisers per row with the highest upper bounds; the smaller of their exact
         # scores is a certified lower bound T_i on the true runner-up score.
@@ -430,9 +486,11 @@ class Market:
             thresh32 = thresh.astype(np.float32)
             thresh32 = np.where(thresh32 > thresh, np.nextafter(thresh32, np.float32(-np.inf)), thresh32)
         thresh32 = np.maximum(thresh32, np.float32(-np.finfo(np.float32).max))
-        cand_r, cand_c = np.nonzero(upper >= thresh32[:, None])
-        if cand_r.size == 0:
+        # Flat indices of a 1-D mask: much cheaper than np.nonzero of the 2-D one (few pass).
+        flat = np.flatnonzero(upper >= thresh32[:, None])
+        if flat.size == 0:
             return
+        cand_r, cand_c = np.divmod(flat, n)
         # Exact re-scoring of the candidates, in blocks to bound memory.
         sq = np.empty(cand_r.size)
         block = max(1, (64 << 20) // (8 * d))

@@ -50,7 +50,7 @@ class Exchange:
     def __init__(self, settings: Settings, *, embedder=None):
         self.settings = settings
         self.store = Store(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
-        self.market = LiveMarket(DIM)
+        self.market = LiveMarket(DIM, threads=settings.clear_threads)
         self._embedder = embedder
         self._embedder_lock = threading.Lock()
         self.holds = PublisherHolds(settings.publisher_hold_cap_bps)

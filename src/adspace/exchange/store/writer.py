@@ -34,6 +34,7 @@ row locks taken by the conditional updates serialise them per row.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -116,6 +117,7 @@ class GroupCommitWriter:
         self._cond = threading.Condition()
         self._pending: list[tuple[Op, Future | AsyncWaiter]] = []
         self._thread: threading.Thread | None = None
+        self._conn: Connection | None = None  # the writer thread's own (see _transaction)
         self._closed = False
         self.batches = 0
         self.ops = 0
@@ -175,6 +177,10 @@ class GroupCommitWriter:
                     self._cond.wait()
                 if not self._pending:
                     self._thread = None
+                    conn, self._conn = self._conn, None
+                    if conn is not None:
+                        with contextlib.suppress(Exception):
+                            conn.close()
                     return
                 batch = self._pending[: self.max_batch]
                 del self._pending[: self.max_batch]
@@ -184,11 +190,28 @@ class GroupCommitWriter:
                 with self._lock:
                     self._commit(batch)
 
+    @contextlib.contextmanager
+    def _transaction(self):
+        """A transaction on the writer's own connection, kept open between batches (a connection from
+        the pool per batch cost more than the batch's statements). After a failure the connection is
+        closed, and the next transaction opens a fresh one."""
+        conn = self._conn
+        if conn is None:
+            conn = self._conn = self.engine.connect()
+        try:
+            with conn.begin():
+                yield conn
+        except BaseException:
+            self._conn = None
+            with contextlib.suppress(Exception):
+                conn.close()
+            raise
+
     def _commit(self, batch: list[tuple[Op, Any]]) -> None:
         t0 = time.perf_counter()
         try:
             results = []
-            with self.engine.begin() as conn:
+            with self._transaction() as conn:
                 if self._lock_timeout and len(batch) > 1:
                     # Several processes' batches can lock the same campaign rows in different orders:
                     # a deadlock would wait PostgreSQL's deadlock_timeout (1 s) before one side fails.
@@ -206,7 +229,7 @@ class GroupCommitWriter:
             answers = []
             for op, fut in batch:
                 try:
-                    with self.engine.begin() as conn:
+                    with self._transaction() as conn:
                         r = op(conn)
                 except BaseException as e:  # noqa: BLE001 - handed to its own caller only
                     answers.append((fut, False, e))
