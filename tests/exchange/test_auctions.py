@@ -78,11 +78,14 @@ def test_auction_ids_are_unguessable(server, rng):
     pub = new_publisher(server)
     ids = [pub.ok("POST", "/v1/auctions", json={"embedding": rand_unit(rng)})["auction_id"] for _ in range(20)]
     assert len(set(ids)) == len(ids)
+    # "auc_", a 9-digit time prefix (ids of one moment are neighbours in the database's index), then
+    # 128 random bits: neighbours' random parts share no long prefix (not sequential).
     for i in ids:
-        assert i.startswith("auc_") and len(i) >= 4 + 22  # 128 random bits
-    # neighbours share no long prefix (not sequential)
-    common = [len(__import__("os").path.commonprefix([a, b])) for a, b in zip(ids, ids[1:], strict=False)]
-    assert max(common) < 10
+        assert i.startswith("auc_") and len(i) == 4 + 9 + 22
+    assert [i[4:13] for i in ids] == sorted(i[4:13] for i in ids)  # the prefix follows creation time
+    randoms = [i[13:] for i in ids]
+    common = [len(__import__("os").path.commonprefix([a, b])) for a, b in zip(randoms, randoms[1:], strict=False)]
+    assert max(common) < 6
 
 
 def test_eligibility_paused_schedule_budget_daily(server_factory, backend, rng):
