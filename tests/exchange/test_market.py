@@ -147,3 +147,80 @@ def test_auctions_cleared_in_batches_match_clearing_alone():
         if w >= 0:
             assert out.campaign.id == f"c{w}"
             assert out.price_micros == min(int(np.floor(ref.payment[0])), int(bids[w]))
+
+
+def _eligibility_from_scratch(m: LiveMarket, now: datetime):
+    """The campaign-level eligibility and its counts, computed over every campaign (the reference)."""
+    camp_ok, reasons = m._campaign_reasons(now.timestamp(), now.date().toordinal())
+    counts, left = {}, m._arr["live"].copy()
+    for name in ("paused", "schedule", "budget", "daily_budget"):
+        hit = reasons[name] & left
+        counts[name] = int(hit.sum())
+        left &= ~hit
+    return camp_ok, counts
+
+
+_T0 = datetime(2030, 5, 1, 23, 0, tzinfo=UTC).timestamp()
+_op = st.one_of(
+    st.tuples(
+        st.just("money"), st.integers(0, 7), st.integers(0, 3_000), st.sampled_from([None, "2030-05-01", "2030-05-02"])
+    ),
+    st.tuples(st.just("terms"), st.integers(0, 7), st.sampled_from(["active", "paused"]), st.integers(-3, 3)),
+    st.tuples(st.just("remove"), st.integers(0, 7)),
+    st.tuples(st.just("tick"), st.integers(0, 2_400)),  # seconds: crosses schedules and midnight
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(ops=st.lists(_op, max_size=30))
+def test_eligibility_kept_in_place_equals_a_full_scan(ops):
+    """The market keeps each campaign's eligibility up to date as its money, terms and schedule change
+    (and rescans on a new day or when a schedule starts or ends): after any sequence of changes it is
+    what a scan of every campaign gives."""
+    m = LiveMarket(2)
+    for i in range(8):
+        m.upsert(
+            state(
+                i,
+                center=np.array([float(i), 0.0]),
+                bid=1_000,
+                budget_micros=2_000 + 500 * i,
+                daily_budget_micros=None if i % 3 else 1_500,
+                starts_at=_T0 + 600 * (i % 4) - 600,
+                ends_at=_T0 + 1800 + 300 * i,
+            )
+        )
+    now = datetime.fromtimestamp(_T0, UTC)
+    version = {f"c{i}": 0 for i in range(8)}
+    for op in ops:
+        if op[0] == "money":
+            _, i, held, day = op
+            version[f"c{i}"] += 1
+            m.set_money(f"c{i}", spent=0, held=held, daily_day=day, daily_used=held, version=version[f"c{i}"])
+        elif op[0] == "terms":
+            _, i, status, shift = op
+            old = m.get(f"c{i}")
+            if old is not None:
+                new = state(
+                    i,
+                    center=old.center,
+                    bid=old.bid_micros,
+                    budget_micros=old.budget_micros,
+                    daily_budget_micros=old.daily_budget_micros,
+                    starts_at=old.starts_at + 300 * shift,
+                    ends_at=old.ends_at,
+                    status=status,
+                    updated=old.updated + 1,
+                )
+                m.upsert(new)
+        elif op[0] == "remove":
+            m.remove(f"c{op[1]}")
+        else:
+            now = now + timedelta(seconds=op[1])
+        with m._lock:
+            m._ensure()
+            camp_ok, counts, left = m._base_eligibility(now)
+            ref_ok, ref_counts = _eligibility_from_scratch(m, now)
+        np.testing.assert_array_equal(camp_ok, ref_ok)
+        np.testing.assert_array_equal(left, ref_ok)
+        assert counts == ref_counts

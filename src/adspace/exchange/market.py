@@ -113,6 +113,22 @@ class Query:
     capped: frozenset[str] = frozenset()
 
 
+#: Campaign-level reasons to be left out, in the order they are checked (the first counts).
+_CAMPAIGN_REASONS = ("paused", "schedule", "budget", "daily_budget")
+_NOT_LIVE = len(_CAMPAIGN_REASONS)  # a removed campaign (its rows stay until a rebuild)
+
+
+@dataclass
+class _Eligibility:
+    """Each campaign's first reason to be left out (:meth:`LiveMarket._first_reasons`), valid for the
+    day ``today`` from ``now`` until ``until`` (the next start or end of a campaign's schedule)."""
+
+    first: np.ndarray
+    today: int
+    now: float
+    until: float
+
+
 @dataclass
 class _Prepared:
     """A query with its point, eligibility mask and explain counts, ready for the kernel."""
@@ -147,6 +163,7 @@ class LiveMarket:
         self._states: list[CampaignState] = []
         self._removed = 0
         self._simple = True  # one row per campaign, all embedding rows (no keyword campaigns)
+        self._elig: _Eligibility | None = None  # see _base_eligibility
         self.rebuilds = 0
         self.batches = 0  # kernel calls that cleared auctions (each may hold several)
         self.batched_queries = 0  # auctions cleared by them
@@ -190,6 +207,7 @@ class LiveMarket:
             i = self._pos.pop(campaign_id)
             self._arr["live"][i] = False
             self._arr["active"][i] = False
+            self._touch(i)
             self._removed += 1
             if self._removed > 64 and self._removed * 10 > len(self._states):
                 self._dirty = True  # compact
@@ -225,11 +243,13 @@ class LiveMarket:
         a["starts"][i], a["ends"][i] = c.starts_at, c.ends_at
         a["budget"][i] = c.budget_micros
         a["cap"][i] = -1 if c.daily_budget_micros is None else c.daily_budget_micros
+        self._touch(i)
 
     def _write_money(self, i: int, c: CampaignState) -> None:
         a = self._arr
         a["spent"][i], a["held"][i], a["used"][i] = c.spent_micros, c.held_micros, c.daily_used_micros
         a["day"][i] = _day_number(c.daily_day)
+        self._touch(i)
 
     def get(self, campaign_id: str) -> CampaignState | None:
         with self._lock:
@@ -298,6 +318,7 @@ class LiveMarket:
             "used": np.zeros(n, dtype=np.int64),
         }
         self._removed = 0
+        self._elig = None
         for i, c in enumerate(camps):
             self._write_terms(i, c)
             self._write_money(i, c)
@@ -390,16 +411,63 @@ class LiveMarket:
                 outcomes[i] = self._outcome(prepared[i], clearing, k, n, row_camp, states)
         return outcomes
 
+    def _first_reasons(self, now: float, today: int) -> np.ndarray:
+        """Per campaign, the first of :data:`_CAMPAIGN_REASONS` that leaves it out (its index), ``-1``
+        when it is eligible, ``_NOT_LIVE`` when it was removed."""
+        _, reasons = self._campaign_reasons(now, today)
+        first = np.full(len(self._arr["live"]), -1, dtype=np.int8)
+        for k in range(len(_CAMPAIGN_REASONS) - 1, -1, -1):  # the first reason is written last
+            first[reasons[_CAMPAIGN_REASONS[k]]] = k
+        first[~self._arr["live"]] = _NOT_LIVE
+        return first
+
+    def _first_reason_of(self, i: int, now: float, today: int) -> int:
+        """:meth:`_first_reasons` for one campaign (a money or terms change updates the cache in place)."""
+        a = self._arr
+        if not a["live"][i]:
+            return _NOT_LIVE
+        if not a["active"][i]:
+            return 0
+        if not (a["starts"][i] <= now < a["ends"][i]):
+            return 1
+        bid = int(a["bid"][i])
+        if int(a["budget"][i]) - int(a["spent"][i]) - int(a["held"][i]) < bid:
+            return 2
+        used = int(a["used"][i]) if int(a["day"][i]) == today else 0
+        cap = int(a["cap"][i])
+        if cap >= 0 and used + bid > cap:
+            return 3
+        return -1
+
+    def _touch(self, i: int) -> None:
+        """Campaign ``i``'s arrays changed: bring the cached eligibility up to date at ``i``."""
+        c = self._elig
+        if c is None:
+            return
+        c.first[i] = self._first_reason_of(i, c.now, c.today)
+        a = self._arr
+        for t in (float(a["starts"][i]), float(a["ends"][i])):
+            if c.now < t < c.until:
+                c.until = t
+
     def _base_eligibility(self, now: datetime) -> tuple[np.ndarray, dict[str, int], np.ndarray]:
-        """Campaign eligibility before keyword and relevance, the counts of each reason, and who is left."""
-        camp_ok, reasons = self._campaign_reasons(now.timestamp(), now.date().toordinal())
-        counts: dict[str, int] = {}
-        left = self._arr["live"].copy()
-        for name in ("paused", "schedule", "budget", "daily_budget"):
-            hit = reasons[name] & left
-            counts[name] = int(hit.sum())
-            left &= ~hit
-        return camp_ok, counts, left
+        """Campaign eligibility before keyword and relevance, the counts of each reason, and who is left.
+
+        Computed over every campaign only when the day changes or a campaign's schedule starts or
+        ends; in between, each change of a campaign's money or terms updates that campaign alone
+        (:meth:`_touch`), so a busy exchange does not rescan every campaign for each batch.
+        """
+        t, today = now.timestamp(), now.date().toordinal()
+        c = self._elig
+        if c is None or c.today != today or not (c.now <= t < c.until):
+            a = self._arr
+            later = np.concatenate([a["starts"][a["starts"] > t], a["ends"][a["ends"] > t]])
+            c = self._elig = _Eligibility(
+                self._first_reasons(t, today), today, t, float(later.min()) if later.size else _BIG
+            )
+        counts = np.bincount(c.first.astype(np.intp) + 1, minlength=_NOT_LIVE + 2)
+        camp_ok = c.first == -1
+        return camp_ok, {name: int(counts[k + 1]) for k, name in enumerate(_CAMPAIGN_REASONS)}, camp_ok
 
     def _prepare(self, q: Query, x: np.ndarray, keyword: str | None, point_kind: str, base) -> _Prepared:
         camp_ok, counts, left = base
