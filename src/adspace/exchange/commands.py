@@ -107,6 +107,10 @@ def serve(
     ex.close()
     os.environ["ADSPACE_DATABASE_URL"] = settings.database_url
     os.environ["ADSPACE_PUBLIC_URL"] = settings.public_url
+    if not os.environ.get("ADSPACE_CLEAR_THREADS"):  # the cores shared among the processes
+        from adspace.exchange.config import default_clear_threads
+
+        os.environ["ADSPACE_CLEAR_THREADS"] = str(default_clear_threads(workers))
     console.print(f"{workers} worker processes (PostgreSQL)")
     uvicorn.run(
         "adspace.exchange.app:create_app",

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from adspace.exchange.config import Settings
+from adspace.exchange.config import Settings, default_clear_threads
 from adspace.exchange.market import LiveMarket
 from adspace.exchange.services.accounts import AccountService
 from adspace.exchange.services.activity import ActivityService
@@ -50,7 +50,7 @@ class Exchange:
     def __init__(self, settings: Settings, *, embedder=None):
         self.settings = settings
         self.store = Store(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
-        self.market = LiveMarket(DIM, threads=settings.clear_threads)
+        self.market = LiveMarket(DIM, threads=settings.clear_threads or default_clear_threads())
         self._embedder = embedder
         self._embedder_lock = threading.Lock()
         self.holds = PublisherHolds(settings.publisher_hold_cap_bps)
