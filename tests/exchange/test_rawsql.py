@@ -66,6 +66,24 @@ def test_raw_statements_match_sqlalchemy(backend, tmp_path):
         with store.read() as s:
             rows = s.execute(select(Auction.id, Auction.status).order_by(Auction.id)).all()
         assert [tuple(r) for r in rows] == [("auc_raw0", "billed"), ("auc_raw1", "billed")]
+        # Several executions at once (one pipeline on psycopg): each one's row, in order, None where
+        # nothing matched -- and each sees the ones before it (the second flip of auc_raw2 finds it billed).
+        with store.engine.begin() as conn:
+            _RAW_INSERT_AUCTION.executemany(conn, cursor_of(conn), [_row(2, now), _row(3, now)])
+        p = {"p_publisher": "pub_raw", "p_now": later}
+        with store.engine.begin() as conn:
+            got = _RAW_FLIP_BILLED.first_each(
+                conn,
+                cursor_of(conn),
+                [
+                    {**p, "p_auction": "auc_raw2"},
+                    {**p, "p_auction": "auc_nope"},
+                    {**p, "p_auction": "auc_raw2"},
+                    {**p, "p_auction": "auc_raw3"},
+                ],
+            )
+        assert [None if r is None else r[0] for r in got] == [1234, None, None, 1234]
+        assert _RAW_FLIP_BILLED.first_each(None, None, []) == []
     finally:
         store.close()
         db.close()

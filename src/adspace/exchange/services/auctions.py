@@ -387,8 +387,9 @@ class AuctionService:
             cur = cursor_of(conn)
             # Holds in campaign-id order: two processes' transactions lock campaign rows in one order.
             held: list[tuple[bool, Any]] = [(True, None)] * len(holds)
-            for i in sorted((i for i, h in enumerate(holds) if h is not None), key=lambda i: holds[i]["p_campaign"]):
-                held[i] = _held(_RAW_HOLD.first(conn, cur, holds[i]))
+            order = sorted((i for i, h in enumerate(holds) if h is not None), key=lambda i: holds[i]["p_campaign"])
+            for i, money in zip(order, _RAW_HOLD.first_each(conn, cur, [holds[i] for i in order]), strict=True):
+                held[i] = _held(money)
             keep = [row for row, (ok, _) in zip(rows, held, strict=True) if ok]
             _RAW_INSERT_AUCTION.executemany(conn, cur, keep)
             return held

@@ -84,6 +84,23 @@ class RawStatement:
             cur.fetchall()  # drain (a RETURNING statement is finished only once read to the end)
         return row
 
+    def first_each(self, conn: Connection, cur, params: Sequence[dict[str, Any]]) -> list[tuple | None]:
+        """Execute once per parameter set, in order, in the transaction; each execution's first row
+        (``None`` where it returned none). The same statements as calling :meth:`first` in a loop; on
+        psycopg they go out as one pipeline (one round trip to the server instead of one each)."""
+        if not params:
+            return []
+        if conn.dialect.driver != "psycopg":
+            return [self.first(conn, cur, p) for p in params]
+        sql, conv = self._compiled(conn.dialect)
+        cur.executemany(sql, [conv(p) for p in params], returning=True)
+        out = []
+        while True:
+            out.append(cur.fetchone())
+            if not cur.nextset():
+                break
+        return out
+
     def executemany(self, conn: Connection, cur, rows: Sequence[dict[str, Any]]) -> None:
         """Execute once per row (one driver call: ``executemany``)."""
         if not rows:
