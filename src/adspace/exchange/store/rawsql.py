@@ -47,7 +47,7 @@ class RawStatement:
         for name, bp in c.binds.items():
             proc = bp.type.dialect_impl(dialect).bind_processor(dialect)
             if proc is not None:
-                procs[name] = proc
+                procs[name] = _last_value_memo(proc)
             if not bp.required and bp.callable is None:
                 consts[name] = bp.value if proc is None else proc(bp.value)
         if c.positional:
@@ -107,6 +107,22 @@ class RawStatement:
             return
         sql, conv = self._compiled(conn.dialect)
         cur.executemany(sql, [conv(r) for r in rows])
+
+
+def _last_value_memo(proc: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``proc`` remembering its last input and output: a batch's rows share their times (one ``now``,
+    one expiry), so SQLite's date formatting runs once per batch rather than once per row."""
+    memo: list[tuple[Any, Any]] = [(object(), None)]  # one (input, output) pair, replaced whole
+
+    def convert(value):
+        seen, out = memo[0]
+        if value is seen:
+            return out
+        out = proc(value)
+        memo[0] = (value, out)
+        return out
+
+    return convert
 
 
 def cursor_of(conn: Connection):
