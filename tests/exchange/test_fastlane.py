@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from adspace.exchange.api import auctions as routes
+from adspace.exchange.middleware import replaying
 
 from .conftest import campaign_body
 
@@ -50,19 +51,14 @@ class Asgi:
             "server": ("127.0.0.1", 80),
         }
         sent: list[dict] = []
-        done = False
 
-        async def receive():
-            nonlocal done
-            if not done:
-                done = True
-                return {"type": "http.request", "body": body, "more_body": False}
+        async def connected():  # the client stays connected: no further message
             await asyncio.sleep(3600)
 
         async def send(msg):
             sent.append(msg)
 
-        self.loop.run_until_complete(self.app(scope, receive, send))
+        self.loop.run_until_complete(self.app(scope, replaying(body, connected), send))
         status = sent[0]["status"]
         payload = b"".join(m.get("body", b"") for m in sent[1:])
         return status, json.loads(payload) if payload else None

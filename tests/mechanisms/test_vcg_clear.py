@@ -395,36 +395,26 @@ def test_empty_market_and_single_advertiser() -> None:
 
 
 @examples(100)
-@given(case=scaled_markets(max_q=12), chunk=st.sampled_from([1, 7, 60, 500, 5000]), data=st.data())
-def test_chunking_gives_identical_results(case: Case, chunk: int, data) -> None:
-    """Market(..., max_chunk_bytes=small) processes a few queries at a time; results are identical,
-    including per-query (Q, N) eligibility masks that must be sliced with the chunks."""
-    nq, n = case.queries.shape[0], case.centers.shape[0]
-    mask = data.draw(st.one_of(st.none(), hnp.arrays(np.bool_, n), hnp.arrays(np.bool_, (nq, n))))
-    reserve = data.draw(st.one_of(st.just(0.0), st.floats(0.0, 5.0)))
-    a = Market(case.centers, case.sigmas, case.bids).clear(case.queries, reserve=reserve, eligible=mask)
-    b = Market(case.centers, case.sigmas, case.bids, max_chunk_bytes=chunk).clear(
-        case.queries, reserve=reserve, eligible=mask
-    )
-    for f in ("winner", "runner_up", "payment", "score", "value", "runner_up_score"):
-        np.testing.assert_array_equal(getattr(a, f), getattr(b, f), err_msg=f)
-    assert_matches(
-        b, brute_force(case.queries, case.centers, case.sigmas, case.bids, reserve=reserve, eligible=mask), reserve
-    )
-
-
-@examples(100)
-@given(case=scaled_markets(max_q=12), threads=st.integers(2, 4), data=st.data())
-def test_threaded_filter_gives_identical_results(case: Case, threads: int, data) -> None:
-    """Market(..., threads=k) fills the filter GEMM in k blocks of advertisers on k threads; the
-    clearing is identical to one thread's, eligibility masks (per market and per query) included."""
+@given(
+    case=scaled_markets(max_q=12),
+    split=st.one_of(
+        st.tuples(st.just("max_chunk_bytes"), st.sampled_from([1, 7, 60, 500, 5000])),
+        st.tuples(st.just("threads"), st.integers(2, 4)),
+    ),
+    data=st.data(),
+)
+def test_chunking_and_threads_give_identical_results(case: Case, split, data) -> None:
+    """``Market(..., max_chunk_bytes=small)`` processes a few queries at a time, ``Market(...,
+    threads=k)`` fills the screening product in k blocks of advertisers on k threads: either way the
+    clearing is identical to the plain one, per-query ``(Q, N)`` eligibility masks (sliced with the
+    chunks and the blocks) included."""
     nq, n = case.queries.shape[0], case.centers.shape[0]
     mask = data.draw(st.one_of(st.none(), hnp.arrays(np.bool_, n), hnp.arrays(np.bool_, (nq, n))))
     reserve = data.draw(st.one_of(st.just(0.0), st.floats(0.0, 5.0)))
     a = Market(case.centers, case.sigmas, case.bids).clear(case.queries, reserve=reserve, eligible=mask)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(vcg, "_MIN_BLOCK", 1)  # split even the small markets hypothesis draws
-        b = Market(case.centers, case.sigmas, case.bids, threads=threads).clear(
+        b = Market(case.centers, case.sigmas, case.bids, **dict([split])).clear(
             case.queries, reserve=reserve, eligible=mask
         )
     for f in ("winner", "runner_up", "payment", "score", "value", "runner_up_score"):

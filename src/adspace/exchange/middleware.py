@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 
 from adspace.exchange.identity import SCOPE_KEY, UNKNOWN, AuthHeaderError, Identity, parse_authorization
 
-__all__ = ["Guard", "RateLimits", "TokenBuckets"]
+__all__ = ["Guard", "RateLimits", "TokenBuckets", "replaying"]
 
 _EXEMPT = ("/healthz", "/docs", "/openapi.json", "/redoc")
 
@@ -74,6 +74,21 @@ class RateLimits:
     def take(self, kind: str, key: str) -> float:
         t = self.tables.get(kind)
         return 0.0 if t is None else t.take(key)
+
+
+def replaying(body: bytes, receive):
+    """An ASGI ``receive`` that gives ``body`` (already read) as the request's one message, then defers
+    to ``receive`` (a disconnect)."""
+    sent = False
+
+    async def replay():
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 async def _send_json(send, status: int, detail: str, headers: list[tuple[bytes, bytes]] = ()) -> None:
@@ -166,14 +181,4 @@ class Guard:
             chunks.append(chunk)
             if not msg.get("more_body", False):
                 break
-        body = b"".join(chunks)
-        sent = False
-
-        async def replay():
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        return await self.app(scope, replay, send)
+        return await self.app(scope, replaying(b"".join(chunks), receive), send)

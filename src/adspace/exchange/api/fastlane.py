@@ -28,6 +28,7 @@ from pydantic import ValidationError
 
 from adspace.exchange import schemas
 from adspace.exchange.identity import SCOPE_KEY
+from adspace.exchange.middleware import replaying
 from adspace.exchange.services import ServiceError
 
 __all__ = ["FastLane", "auction_json", "billing_json"]
@@ -123,16 +124,7 @@ class FastLane:
             except ValidationError:
                 request = None  # the route answers 422, in its usual form
         if request is None:
-            sent = False
-
-            async def replay():
-                nonlocal sent
-                if not sent:
-                    sent = True
-                    return {"type": "http.request", "body": body, "more_body": False}
-                return await receive()
-
-            return await self.app(scope, replay, send)
+            return await self.app(scope, replaying(body, receive), send)
         return await self._run(send, auction_json(ex, who, request))
 
     @staticmethod
