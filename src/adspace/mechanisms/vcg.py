@@ -245,7 +245,8 @@ class Market:
     threads : int
         Threads sharing the filter GEMM of a large market, each over its own block of advertisers
         (each a single-threaded BLAS call; they wait on a queue, never spin, between calls). The
-        result does not depend on it: every block's bounds are the same numbers.
+        clearing does not depend on it: every block's bounds are certified by the same analysis,
+        whatever order the library sums in, and winners and prices come from the exact re-scoring.
     """
 
     def __init__(
@@ -433,7 +434,7 @@ class Market:
     def _upper_bounds(self, rows32: NDArray[np.float32], elig: NDArray[np.bool_] | None) -> NDArray[np.float32]:
         """``rows32 @ lift32.T``: upper bounds on every score, ``+inf`` for advertisers scored exactly
         always, ``-inf`` for ineligible ones. With ``threads > 1`` each thread fills its own block of
-        columns (one BLAS call each); the numbers are the same as one call's."""
+        columns (one BLAS call each); each entry is bounded as in one call (:meth:`_query_rows`)."""
         q, n = rows32.shape[0], self.n
         upper = np.empty((q, n), dtype=np.float32)
 
