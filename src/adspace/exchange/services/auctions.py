@@ -20,9 +20,9 @@ refusals its winner is left out, after four the request gets 409.
 Batching adds no wait when the exchange is idle: the pipeline takes what is queued the moment it is
 free. Under load (the previous batch held more than one auction) it waits at most ``batch_window_us``
 (default 200 µs) for auctions already on their way, so batches fill; on a market whose clearing pass
-costs more than that (100,000 campaigns: ~10 ms, about the same for one auction as for eight), up to a
-quarter of a pass (at most 5 ms), so concurrent callers share a pass instead of queueing for the next. Nothing is acknowledged before
-its transaction has committed.
+costs more than that (100,000 campaigns: ~10 ms, about the same for one auction as for eight), up to
+a quarter of a pass (at most 5 ms), so concurrent callers share a pass instead of queueing for the
+next. Nothing is acknowledged before its transaction has committed.
 """
 
 from __future__ import annotations
