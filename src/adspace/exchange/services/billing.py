@@ -35,7 +35,7 @@ from adspace.exchange.services.common import (
 from adspace.exchange.services.holds import PublisherHolds
 from adspace.exchange.store import Store
 from adspace.exchange.store.models import Auction, Campaign, LedgerAccount, LedgerPosting, LedgerTransaction
-from adspace.exchange.store.rawsql import RawStatement, cursor_of, integrity_errors
+from adspace.exchange.store.rawsql import RawInsert, RawStatement, cursor_of, integrity_errors
 
 __all__ = ["BillingService"]
 
@@ -66,12 +66,11 @@ _SPEND = (
     .returning(*MONEY_COLUMNS)
 )
 _INSERT_TX = insert(LedgerTransaction.__table__).returning(LedgerTransaction.__table__.c.id)
-_INSERT_POSTING = insert(LedgerPosting.__table__)
 # The charge's statements, run on the driver's cursor inside the writer's transaction (store/rawsql.py).
 _RAW_FLIP_BILLED = RawStatement(_FLIP_BILLED)
 _RAW_SPEND = RawStatement(_SPEND)
 _RAW_INSERT_TX = RawStatement(_INSERT_TX, column_keys=("kind", "auction_id", "created_at", "publisher_share_bps"))
-_RAW_INSERT_POSTING = RawStatement(_INSERT_POSTING, column_keys=("transaction_id", "account_id", "amount_micros"))
+_RAW_INSERT_POSTINGS = RawInsert(LedgerPosting.__table__, ("transaction_id", "account_id", "amount_micros"))
 _FLIP_EXPIRED = (
     update(Auction.__table__)
     .where(_a.id == bindparam("p_auction"), _a.status == "held", _a.expires_at <= bindparam("p_by"))
@@ -178,7 +177,7 @@ class BillingService:
                 (accounts.ledger_account_id(conn, "publisher", who.account_id), pub),
                 (accounts.ledger_account_id(conn, EXCHANGE_OWNER, EXCHANGE_OWNER), price - pub),
             ]
-            _RAW_INSERT_POSTING.executemany(
+            _RAW_INSERT_POSTINGS.execute(
                 conn,
                 cur,
                 [{"transaction_id": tx_id, "account_id": acc, "amount_micros": amt} for acc, amt in postings],
