@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 
 from adspace.exchange.services.auctions import _RAW_INSERT_AUCTIONS
-from adspace.exchange.services.billing import _FLIP_BILLED, _RAW_FLIP_BILLED
+from adspace.exchange.services.billing import _FLIP_BILLED, _RAW_FLIP_BILLED, _RAW_INSERT_TX
 from adspace.exchange.store import Store
-from adspace.exchange.store.models import Account, Auction
+from adspace.exchange.store.models import Account, Auction, LedgerTransaction
 from adspace.exchange.store.rawsql import cursor_of
 
 from .conftest import Database
@@ -83,6 +83,21 @@ def test_raw_statements_match_sqlalchemy(backend, tmp_path):
                 ],
             )
         assert [None if r is None else r[0] for r in got] == [1234, None, None, 1234]
+        # An insert's id: RETURNING on PostgreSQL, the cursor's lastrowid on SQLite -- the row's id either way.
+        with store.engine.begin() as conn:
+            ids = [
+                _RAW_INSERT_TX.execute(
+                    conn,
+                    cursor_of(conn),
+                    {"kind": "charge", "auction_id": a, "created_at": now, "publisher_share_bps": 8000},
+                )
+                for a in ("auc_raw2", "auc_raw3")
+            ]
+        with store.read() as s:
+            rows = s.execute(
+                select(LedgerTransaction.id, LedgerTransaction.auction_id).order_by(LedgerTransaction.id)
+            ).all()
+        assert [tuple(r) for r in rows] == [(ids[0], "auc_raw2"), (ids[1], "auc_raw3")] and ids[0] != ids[1]
         assert _RAW_FLIP_BILLED.first_each(None, None, []) == []
     finally:
         store.close()

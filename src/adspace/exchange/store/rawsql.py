@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import ClauseElement
 
-__all__ = ["RawInsert", "RawStatement", "cursor_of", "integrity_errors"]
+__all__ = ["RawInsert", "RawInsertId", "RawStatement", "cursor_of", "integrity_errors"]
 
 
 class RawStatement:
@@ -140,6 +140,21 @@ class RawInsert:
             part = rows[lo : lo + self.MAX_ROWS]
             params = {f"{c}__{i}": row[c] for i, row in enumerate(part) for c in self.columns}
             self._statement(len(part)).execute(conn, cur, params)
+
+
+class RawInsertId:
+    """An INSERT of one row that gives back the row's integer id: ``RETURNING id`` on PostgreSQL; on
+    SQLite the INSERT alone and the cursor's ``lastrowid`` (one step of the database, not two)."""
+
+    def __init__(self, table, column_keys: Sequence[str], id_column: str = "id"):
+        self._returning = RawStatement(insert(table).returning(table.c[id_column]), column_keys=column_keys)
+        self._plain = RawStatement(insert(table), column_keys=column_keys)
+
+    def execute(self, conn: Connection, cur, params: dict[str, Any]) -> int:
+        if conn.dialect.name == "sqlite":
+            self._plain.execute(conn, cur, params)
+            return cur.lastrowid
+        return self._returning.first(conn, cur, params)[0]
 
 
 def _last_value_memo(proc: Callable[[Any], Any]) -> Callable[[Any], Any]:
