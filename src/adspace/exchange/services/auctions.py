@@ -38,7 +38,7 @@ from typing import Any
 
 import anyio
 import numpy as np
-from sqlalchemy import bindparam, case, select, update
+from sqlalchemy import bindparam, case, insert, select, update
 from sqlalchemy.engine import Connection
 
 from adspace.exchange import schemas
@@ -50,7 +50,7 @@ from adspace.exchange.services.holds import PublisherHolds
 from adspace.exchange.services.visibility import explain_for
 from adspace.exchange.store import Store
 from adspace.exchange.store.models import Auction, Campaign
-from adspace.exchange.store.rawsql import RawInsert, RawStatement, cursor_of
+from adspace.exchange.store.rawsql import RawStatement, cursor_of
 from adspace.exchange.store.writer import AsyncWaiter, resolve_all
 
 __all__ = ["AuctionResult", "AuctionService", "MONEY_COLUMNS", "money_of"]
@@ -92,10 +92,11 @@ _HOLD = (
     )
     .returning(*MONEY_COLUMNS)
 )
-# The hold and the batch's auction rows (one INSERT for all of them) on the driver's cursor, inside the
-# writer's transaction (store/rawsql.py).
+_INSERT_AUCTION = insert(Auction.__table__)
+# The same two statements on the driver's cursor, inside the writer's transaction (store/rawsql.py).
 _RAW_HOLD = RawStatement(_HOLD)
-_RAW_INSERT_AUCTIONS = RawInsert(Auction.__table__, tuple(c.name for c in Auction.__table__.c))
+_AUCTION_COLUMNS = tuple(c.name for c in Auction.__table__.c)
+_RAW_INSERT_AUCTION = RawStatement(_INSERT_AUCTION, column_keys=_AUCTION_COLUMNS)
 _MONEY = select(*MONEY_COLUMNS).where(_c.id == bindparam("p_campaign"))
 
 _REASON_FILLED = (
@@ -390,7 +391,7 @@ class AuctionService:
             for i, money in zip(order, _RAW_HOLD.first_each(conn, cur, [holds[i] for i in order]), strict=True):
                 held[i] = _held(money)
             keep = [row for row, (ok, _) in zip(rows, held, strict=True) if ok]
-            _RAW_INSERT_AUCTIONS.execute(conn, cur, keep)
+            _RAW_INSERT_AUCTION.executemany(conn, cur, keep)
             return held
 
         t1 = time.perf_counter()

@@ -15,7 +15,7 @@ import threading
 from datetime import datetime
 
 import anyio
-from sqlalchemy import and_, bindparam, case, func, select, update
+from sqlalchemy import and_, bindparam, case, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from adspace.exchange import schemas
@@ -35,7 +35,7 @@ from adspace.exchange.services.common import (
 from adspace.exchange.services.holds import PublisherHolds
 from adspace.exchange.store import Store
 from adspace.exchange.store.models import Auction, Campaign, LedgerAccount, LedgerPosting, LedgerTransaction
-from adspace.exchange.store.rawsql import RawInsert, RawInsertId, RawStatement, cursor_of, integrity_errors
+from adspace.exchange.store.rawsql import RawStatement, cursor_of, integrity_errors
 
 __all__ = ["BillingService"]
 
@@ -65,11 +65,13 @@ _SPEND = (
     )
     .returning(*MONEY_COLUMNS)
 )
+_INSERT_TX = insert(LedgerTransaction.__table__).returning(LedgerTransaction.__table__.c.id)
+_INSERT_POSTING = insert(LedgerPosting.__table__)
 # The charge's statements, run on the driver's cursor inside the writer's transaction (store/rawsql.py).
 _RAW_FLIP_BILLED = RawStatement(_FLIP_BILLED)
 _RAW_SPEND = RawStatement(_SPEND)
-_RAW_INSERT_TX = RawInsertId(LedgerTransaction.__table__, ("kind", "auction_id", "created_at", "publisher_share_bps"))
-_RAW_INSERT_POSTINGS = RawInsert(LedgerPosting.__table__, ("transaction_id", "account_id", "amount_micros"))
+_RAW_INSERT_TX = RawStatement(_INSERT_TX, column_keys=("kind", "auction_id", "created_at", "publisher_share_bps"))
+_RAW_INSERT_POSTING = RawStatement(_INSERT_POSTING, column_keys=("transaction_id", "account_id", "amount_micros"))
 _FLIP_EXPIRED = (
     update(Auction.__table__)
     .where(_a.id == bindparam("p_auction"), _a.status == "held", _a.expires_at <= bindparam("p_by"))
@@ -165,7 +167,7 @@ class BillingService:
                 return None
             price, campaign_id, advertiser_id = won
             money = _RAW_SPEND.first(conn, cur, {"p_campaign": campaign_id, "p_price": price})
-            tx_id = _RAW_INSERT_TX.execute(
+            (tx_id,) = _RAW_INSERT_TX.first(
                 conn,
                 cur,
                 {"kind": "charge", "auction_id": auction_id, "created_at": now, "publisher_share_bps": share},
@@ -176,7 +178,7 @@ class BillingService:
                 (accounts.ledger_account_id(conn, "publisher", who.account_id), pub),
                 (accounts.ledger_account_id(conn, EXCHANGE_OWNER, EXCHANGE_OWNER), price - pub),
             ]
-            _RAW_INSERT_POSTINGS.execute(
+            _RAW_INSERT_POSTING.executemany(
                 conn,
                 cur,
                 [{"transaction_id": tx_id, "account_id": acc, "amount_micros": amt} for acc, amt in postings],

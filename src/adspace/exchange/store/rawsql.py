@@ -19,12 +19,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, insert
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import ClauseElement
 
-__all__ = ["RawInsert", "RawInsertId", "RawStatement", "cursor_of", "integrity_errors"]
+__all__ = ["RawStatement", "cursor_of", "integrity_errors"]
 
 
 class RawStatement:
@@ -108,53 +107,6 @@ class RawStatement:
             return
         sql, conv = self._compiled(conn.dialect)
         cur.executemany(sql, [conv(r) for r in rows])
-
-
-class RawInsert:
-    """``INSERT INTO table (...) VALUES (...), (...), ...``: several rows in one statement.
-
-    On SQLite one statement is one step of the database for all its rows, where ``executemany`` makes
-    one step per row, and each step releases and re-takes the GIL: under load the writer thread then
-    waits behind the event loop once per row. The statement for ``n`` rows is a :class:`RawStatement`
-    (compiled once per dialect and row count), so the SQL and the bind conversions are SQLAlchemy's.
-    """
-
-    #: Most rows per statement (SQLite allows 32,766 bound values, PostgreSQL 65,535).
-    MAX_ROWS = 128
-
-    def __init__(self, table, column_keys: Sequence[str]):
-        self.table = table
-        self.columns = tuple(column_keys)
-        self._by_rows: dict[int, RawStatement] = {}
-
-    def _statement(self, n: int) -> RawStatement:
-        got = self._by_rows.get(n)
-        if got is None:
-            values = [{c: bindparam(f"{c}__{i}", type_=self.table.c[c].type) for c in self.columns} for i in range(n)]
-            got = self._by_rows[n] = RawStatement(insert(self.table).values(values))
-        return got
-
-    def execute(self, conn: Connection, cur, rows: Sequence[dict[str, Any]]) -> None:
-        """Insert ``rows`` (dicts by column name), in order, :attr:`MAX_ROWS` per statement."""
-        for lo in range(0, len(rows), self.MAX_ROWS):
-            part = rows[lo : lo + self.MAX_ROWS]
-            params = {f"{c}__{i}": row[c] for i, row in enumerate(part) for c in self.columns}
-            self._statement(len(part)).execute(conn, cur, params)
-
-
-class RawInsertId:
-    """An INSERT of one row that gives back the row's integer id: ``RETURNING id`` on PostgreSQL; on
-    SQLite the INSERT alone and the cursor's ``lastrowid`` (one step of the database, not two)."""
-
-    def __init__(self, table, column_keys: Sequence[str], id_column: str = "id"):
-        self._returning = RawStatement(insert(table).returning(table.c[id_column]), column_keys=column_keys)
-        self._plain = RawStatement(insert(table), column_keys=column_keys)
-
-    def execute(self, conn: Connection, cur, params: dict[str, Any]) -> int:
-        if conn.dialect.name == "sqlite":
-            self._plain.execute(conn, cur, params)
-            return cur.lastrowid
-        return self._returning.first(conn, cur, params)[0]
 
 
 def _last_value_memo(proc: Callable[[Any], Any]) -> Callable[[Any], Any]:
