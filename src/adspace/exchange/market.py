@@ -121,12 +121,15 @@ _NOT_LIVE = len(_CAMPAIGN_REASONS)  # a removed campaign (its rows stay until a 
 @dataclass
 class _Eligibility:
     """Each campaign's first reason to be left out (:meth:`LiveMarket._first_reasons`), valid for the
-    day ``today`` from ``now`` until ``until`` (the next start or end of a campaign's schedule)."""
+    day ``today`` from ``now`` until ``until`` (the next start or end of a campaign's schedule), once
+    the campaigns in ``changed`` are re-read."""
 
     first: np.ndarray
     today: int
     now: float
     until: float
+    #: Positions of campaigns changed since ``first`` was last brought up to date (see ``_touch``).
+    changed: set[int] = field(default_factory=set)
 
 
 @dataclass
@@ -326,9 +329,12 @@ class LiveMarket:
         self.rebuilds += 1
 
     # -- clearing ------------------------------------------------------------------------------------
-    def _campaign_reasons(self, now: float, today: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Per-campaign eligibility (before keyword and relevance) and the mask of each reason."""
-        a = self._arr
+    def _campaign_reasons(
+        self, now: float, today: int, idx: np.ndarray | None = None
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Per-campaign eligibility (before keyword and relevance) and the mask of each reason: of every
+        campaign, or of the campaigns at positions ``idx``."""
+        a = self._arr if idx is None else {k: v[idx] for k, v in self._arr.items()}
         used = np.where(a["day"] == today, a["used"], 0)
         sched_ok = (a["starts"] <= now) & (now < a["ends"])
         budget_ok = a["budget"] - a["spent"] - a["held"] >= a["bid"]
@@ -411,56 +417,41 @@ class LiveMarket:
                 outcomes[i] = self._outcome(prepared[i], clearing, k, n, row_camp, states)
         return outcomes
 
-    def _first_reasons(self, now: float, today: int) -> np.ndarray:
-        """Per campaign, the first of :data:`_CAMPAIGN_REASONS` that leaves it out (its index), ``-1``
-        when it is eligible, ``_NOT_LIVE`` when it was removed."""
-        _, reasons = self._campaign_reasons(now, today)
-        first = np.full(len(self._arr["live"]), -1, dtype=np.int8)
+    def _first_reasons(self, now: float, today: int, idx: np.ndarray | None = None) -> np.ndarray:
+        """Per campaign (every one, or those at ``idx``), the first of :data:`_CAMPAIGN_REASONS` that
+        leaves it out (its index), ``-1`` when it is eligible, ``_NOT_LIVE`` when it was removed."""
+        _, reasons = self._campaign_reasons(now, today, idx)
+        live = self._arr["live"] if idx is None else self._arr["live"][idx]
+        first = np.full(len(live), -1, dtype=np.int8)
         for k in range(len(_CAMPAIGN_REASONS) - 1, -1, -1):  # the first reason is written last
             first[reasons[_CAMPAIGN_REASONS[k]]] = k
-        first[~self._arr["live"]] = _NOT_LIVE
+        first[~live] = _NOT_LIVE
         return first
 
-    def _first_reason_of(self, i: int, now: float, today: int) -> int:
-        """:meth:`_first_reasons` for one campaign (a money or terms change updates the cache in place)."""
-        a = self._arr
-        if not a["live"][i]:
-            return _NOT_LIVE
-        if not a["active"][i]:
-            return 0
-        if not (a["starts"][i] <= now < a["ends"][i]):
-            return 1
-        bid = int(a["bid"][i])
-        if int(a["budget"][i]) - int(a["spent"][i]) - int(a["held"][i]) < bid:
-            return 2
-        used = int(a["used"][i]) if int(a["day"][i]) == today else 0
-        cap = int(a["cap"][i])
-        if cap >= 0 and used + bid > cap:
-            return 3
-        return -1
-
     def _touch(self, i: int) -> None:
-        """Campaign ``i``'s arrays changed: bring the cached eligibility up to date at ``i``."""
-        c = self._elig
-        if c is None:
-            return
-        c.first[i] = self._first_reason_of(i, c.now, c.today)
-        a = self._arr
-        for t in (float(a["starts"][i]), float(a["ends"][i])):
-            if c.now < t < c.until:
-                c.until = t
+        """Campaign ``i``'s arrays changed: the cached eligibility re-reads it before its next use."""
+        if self._elig is not None:
+            self._elig.changed.add(i)
 
     def _base_eligibility(self, now: datetime) -> tuple[np.ndarray, dict[str, int], np.ndarray]:
         """Campaign eligibility before keyword and relevance, the counts of each reason, and who is left.
 
         Computed over every campaign only when the day changes or a campaign's schedule starts or
-        ends; in between, each change of a campaign's money or terms updates that campaign alone
-        (:meth:`_touch`), so a busy exchange does not rescan every campaign for each batch.
+        ends; in between, only the campaigns whose money or terms changed since the last batch
+        (:meth:`_touch`) are re-read, so a busy exchange does not rescan every campaign for each batch.
         """
         t, today = now.timestamp(), now.date().toordinal()
+        a = self._arr
         c = self._elig
+        if c is not None and c.today == today and c.changed:
+            idx = np.fromiter(c.changed, dtype=np.intp, count=len(c.changed))
+            c.changed.clear()
+            c.first[idx] = self._first_reasons(c.now, c.today, idx)
+            bounds = np.concatenate([a["starts"][idx], a["ends"][idx]])
+            bounds = bounds[bounds > c.now]
+            if bounds.size:
+                c.until = min(c.until, float(bounds.min()))
         if c is None or c.today != today or not (c.now <= t < c.until):
-            a = self._arr
             later = np.concatenate([a["starts"][a["starts"] > t], a["ends"][a["ends"] > t]])
             c = self._elig = _Eligibility(
                 self._first_reasons(t, today), today, t, float(later.min()) if later.size else _BIG

@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 
 from adspace.exchange.identity import SCOPE_KEY, UNKNOWN, AuthHeaderError, Identity, parse_authorization
 
-__all__ = ["Guard", "RateLimits", "TokenBuckets", "replaying"]
+__all__ = ["Guard", "RateLimits", "TokenBuckets", "replaying", "send_detail", "send_json_body"]
 
 _EXEMPT = ("/healthz", "/docs", "/openapi.json", "/redoc")
 
@@ -91,8 +91,8 @@ def replaying(body: bytes, receive):
     return replay
 
 
-async def _send_json(send, status: int, detail: str, headers: list[tuple[bytes, bytes]] = ()) -> None:
-    body = json.dumps({"detail": detail}).encode()
+async def send_json_body(send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] = ()) -> None:
+    """Answer with a JSON ``body`` (bytes, already serialised) on the raw ASGI ``send``."""
     await send(
         {
             "type": "http.response.start",
@@ -103,9 +103,14 @@ async def _send_json(send, status: int, detail: str, headers: list[tuple[bytes, 
     await send({"type": "http.response.body", "body": body})
 
 
+async def send_detail(send, status: int, detail: str, headers: list[tuple[bytes, bytes]] = ()) -> None:
+    """Answer ``{"detail": detail}``, the form of every error of the exchange's API."""
+    await send_json_body(send, status, json.dumps({"detail": detail}).encode(), headers)
+
+
 async def _too_many(send, wait: float) -> None:
     retry = str(max(1, int(wait + 0.999))).encode()
-    await _send_json(send, 429, "rate limit: too many requests from this caller", [(b"retry-after", retry)])
+    await send_detail(send, 429, "rate limit: too many requests from this caller", [(b"retry-after", retry)])
 
 
 class Guard:
@@ -152,7 +157,7 @@ class Guard:
         try:
             ident = await self._identify(scope)
         except AuthHeaderError as exc:
-            return await _send_json(send, 400, str(exc))
+            return await send_detail(send, 400, str(exc))
         if not isinstance(ident, Identity):
             return await _too_many(send, ident)
         scope[SCOPE_KEY] = ident
@@ -163,9 +168,9 @@ class Guard:
             try:
                 too_big = int(length) > self.max_body
             except ValueError:
-                return await _send_json(send, 400, "content-length: not an integer")
+                return await send_detail(send, 400, "content-length: not an integer")
             if too_big:
-                return await _send_json(send, 413, f"body: larger than the limit of {self.max_body} bytes")
+                return await send_detail(send, 413, f"body: larger than the limit of {self.max_body} bytes")
         if scope["method"] in ("GET", "HEAD", "DELETE", "OPTIONS"):
             return await self.app(scope, receive, send)
         # Read the body here (bounded), so chunked uploads are limited too, then replay it.
@@ -177,7 +182,7 @@ class Guard:
             chunk = msg.get("body", b"")
             size += len(chunk)
             if size > self.max_body:
-                return await _send_json(send, 413, f"body: larger than the limit of {self.max_body} bytes")
+                return await send_detail(send, 413, f"body: larger than the limit of {self.max_body} bytes")
             chunks.append(chunk)
             if not msg.get("more_body", False):
                 break

@@ -21,15 +21,14 @@ document describes, and the answers to every request the lane declines.
 
 from __future__ import annotations
 
-import json
 import re
 
 from pydantic import ValidationError
 
 from adspace.exchange import schemas
 from adspace.exchange.identity import SCOPE_KEY
-from adspace.exchange.middleware import replaying
-from adspace.exchange.services import ServiceError
+from adspace.exchange.middleware import replaying, send_detail, send_json_body
+from adspace.exchange.services import ServiceError, conversation_text
 
 __all__ = ["FastLane", "auction_json", "billing_json"]
 
@@ -38,13 +37,10 @@ _ITEM = "/v1/auctions/"
 _BILLING = "/billing"
 #: The routes' path-id rule (api/deps.Id).
 _ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_JSON = ((b"content-type", b"application/json"),)
 
 
 async def auction_json(ex, who, body: schemas.AuctionRequest) -> bytes:
     """Run one auction for a validated request; the response body (``schemas.AuctionResponse``)."""
-    from adspace.exchange.services import conversation_text
-
     text = conversation_text([m.model_dump() for m in body.messages]) if body.messages is not None else None
     result = await ex.auctions.run_async(
         who,
@@ -70,17 +66,6 @@ def _is_json(headers) -> bool:
         if k == b"content-type":
             return v.split(b";", 1)[0].strip().lower() == b"application/json"
     return False
-
-
-async def _answer(send, status: int, body: bytes) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [*_JSON, (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 class FastLane:
@@ -132,5 +117,5 @@ class FastLane:
         try:
             body = await work
         except ServiceError as exc:  # as the app's handler answers it (app.py)
-            return await _answer(send, exc.status, json.dumps({"detail": exc.detail}).encode())
-        await _answer(send, 200, body)
+            return await send_detail(send, exc.status, exc.detail)
+        await send_json_body(send, 200, body)
