@@ -4,11 +4,15 @@
   the auctions were cleared and committed in shared batches (over HTTP, SQLite and PostgreSQL);
 * a batch in which one winner's hold fails its budget condition commits the others and clears that
   auction again without the winner (the auction service on a real database);
-* an op that raises inside a writer batch fails alone: the batch's other ops commit (the writer).
+* an op that raises inside a writer batch fails alone: the batch's other ops commit (the writer);
+* under load the pipeline takes a batch the moment as many auctions are queued as in its largest
+  recent batch, and otherwise waits no longer than its window.
 """
 
 from __future__ import annotations
 
+import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
@@ -141,3 +145,46 @@ def test_an_op_that_raises_fails_alone(exchange):
     with exchange.store.engine.connect() as conn:
         owners = conn.execute(text("select owner_id from ledger_accounts where owner_kind = 'test'")).scalars().all()
     assert sorted(owners) == ["o0", "o1", "o2"]
+
+
+def test_a_batch_is_taken_when_the_largest_recent_batch_is_queued_or_the_window_has_passed(exchange, monkeypatch):
+    """Callers that came back together are cleared the moment the last of them is queued (not after the
+    window); fewer than that wait out the window, and no longer."""
+    from adspace.exchange.services import Principal, auctions
+
+    ex = exchange
+    pub = ex.accounts.create("publisher", "pub")
+    who = Principal(pub.id, "publisher", "pub")
+    svc = ex.auctions
+    svc.window_s = 1.0  # a window long enough to tell "at once" from "after the window"
+    monkeypatch.setattr(auctions, "MAX_WINDOW_S", 10.0)
+    sizes: list[int] = []
+    clear_and_submit = svc._clear_and_submit
+    monkeypatch.setattr(svc, "_clear_and_submit", lambda batch: (sizes.append(len(batch)), clear_and_submit(batch)))
+    x = np.eye(384)[0]
+
+    def submit():
+        return svc.submit(who, x, keywords=None, reserve_micros=None, tau=None)
+
+    svc.start()
+    # The last batches held up to 3 auctions: the pipeline waits for the third, then goes at once.
+    svc._recent = deque([1, 3], maxlen=auctions.RECENT_BATCHES)
+    t0 = time.perf_counter()
+    first = submit()
+    time.sleep(0.05)  # the pipeline is waiting for arrivals now
+    assert not first.done()
+    rest = [submit(), submit()]
+    for f in [first, *rest]:
+        f.result(timeout=30)
+    taken = time.perf_counter() - t0
+    assert sizes == [3]
+    assert taken < 0.6, f"a full batch waited {taken:.3f} s (the window is 1 s)"
+
+    # Fewer than that: the window passes, then the batch goes with what is queued.
+    sizes.clear()
+    t0 = time.perf_counter()
+    lone = submit()
+    lone.result(timeout=30)
+    waited = time.perf_counter() - t0
+    assert sizes == [1]
+    assert 1.0 <= waited < 6, waited

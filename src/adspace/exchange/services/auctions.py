@@ -18,11 +18,13 @@ first) sends that auction back to the queue to be cleared again on the refreshed
 refusals its winner is left out, after four the request gets 409.
 
 Batching adds no wait when the exchange is idle: the pipeline takes what is queued the moment it is
-free. Under load (the previous batch held more than one auction) it waits at most ``batch_window_us``
-(default 200 µs) for auctions already on their way, so batches fill; on a market whose clearing pass
-costs more than that (100,000 campaigns: ~10 ms, about the same for one auction as for eight), up to
-a quarter of a pass (at most 5 ms), so concurrent callers share a pass instead of queueing for the
-next. Nothing is acknowledged before its transaction has committed.
+free. Under load (the previous batch held more than one auction) it waits for auctions already on
+their way, so batches fill: until as many are queued as the largest of the last few batches (callers
+that came back together are taken the moment the last of them arrives), and at most
+``batch_window_us`` (default 200 µs), or on a market whose clearing pass costs more than that
+(100,000 campaigns: ~10 ms, about the same for one auction as for eight) up to a quarter of a pass (at
+most 5 ms), so concurrent callers share a pass instead of queueing for the next. Nothing is
+acknowledged before its transaction has committed.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import json
 import logging
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -59,6 +62,9 @@ log = logging.getLogger("adspace.exchange")
 
 #: Most auctions cleared and committed together.
 MAX_BATCH = 128
+#: Under load the pipeline waits until as many auctions are queued as the largest of this many recent
+#: batches (or the window below has passed).
+RECENT_BATCHES = 8
 #: Under load, the pipeline waits for arrivals up to ``batch_window_us`` or this share of a batch's
 #: clearing time, whichever is longer (at most MAX_WINDOW_S).
 WINDOW_SHARE = 0.25
@@ -225,7 +231,8 @@ class AuctionService:
         self._queue: list[_Job] = []
         self._closed = False
         self._thread: threading.Thread | None = None
-        self._last_batch = 0
+        self._recent: deque[int] = deque(maxlen=RECENT_BATCHES)  # sizes of the last batches
+        self._enough = MAX_BATCH  # queued auctions that wake a pipeline waiting for arrivals
         self._clear_s = 0.0
         self._idle = False  # the pipeline waits for work (an arrival must wake it)
         self._slots = threading.BoundedSemaphore(IN_FLIGHT)
@@ -280,7 +287,7 @@ class AuctionService:
             self.start()
         with self._cond:
             self._queue.append(job)
-            if self._idle or len(self._queue) >= MAX_BATCH:
+            if self._idle or len(self._queue) >= self._enough:
                 self._cond.notify()
         return job.future
 
@@ -341,15 +348,19 @@ class AuctionService:
                 if not self._queue:
                     self._slots.release()
                     return
-                if self._last_batch > 1 and len(self._queue) < MAX_BATCH and self.window_s > 0:
-                    # Under load: let auctions on their way join. Arrivals do not wake this wait (only
-                    # a full batch does): one wake-up per batch, not one per auction. On a market so
-                    # large that a clearing pass costs more than the wait (memory-bound: about the same
-                    # for 1 auction as for 8), wait up to a quarter of the last passes' time instead.
+                enough = max(self._recent, default=1)
+                if enough > 1 and len(self._queue) < enough and self.window_s > 0:
+                    # Under load: let auctions on their way join, until as many are queued as in the
+                    # largest recent batch (the submit that makes them enough wakes this wait: one
+                    # wake-up per batch, not one per auction) or the window has passed. On a market so
+                    # large that a clearing pass costs more than the window (compute-bound: about the
+                    # same for 1 auction as for 8), wait up to a quarter of the last passes' time.
+                    self._enough = enough
                     self._cond.wait(min(MAX_WINDOW_S, max(self.window_s, WINDOW_SHARE * self._clear_s)))
+                    self._enough = MAX_BATCH
                 batch = self._queue[:MAX_BATCH]
                 del self._queue[:MAX_BATCH]
-            self._last_batch = len(batch)
+            self._recent.append(len(batch))
             try:
                 self._clear_and_submit(batch)
             except BaseException as exc:  # noqa: BLE001 - every waiter of the batch gets it
