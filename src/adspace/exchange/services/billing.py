@@ -1,10 +1,10 @@
 """Billing: charges (exactly once), clicks, hold expiry and OpenRTB notices, and the double-entry ledger.
 
-A charge is one op for the group-commit writer: the auction flips ``held -> billed`` by a conditional
-``UPDATE ... RETURNING`` (so of two concurrent notices for one auction exactly one matches), the hold
-moves to spend, and one balanced ledger transaction (advertiser −p, publisher +share, exchange +rest)
-is inserted. The ledger's unique ``(auction_id, kind)`` is a second line of defence against a double
-charge. A repeat finds nothing to flip and reads back the first charge.
+A charge is one op for the group-commit writer (:class:`~adspace.exchange.services.charges.Charge`:
+the auction flips ``held -> billed`` by a conditional ``UPDATE ... RETURNING``, so of two concurrent
+notices for one auction exactly one matches; the hold moves to spend; one balanced ledger transaction
+is inserted), and the writer runs the charges of one batch set-based. A repeat finds nothing to flip
+and reads back the first charge.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import threading
 from datetime import datetime
 
 import anyio
-from sqlalchemy import and_, bindparam, case, func, insert, select, update
+from sqlalchemy import and_, bindparam, case, func, select, update
 from sqlalchemy.engine import Connection
 
 from adspace.exchange import schemas
@@ -23,6 +23,7 @@ from adspace.exchange.config import Settings
 from adspace.exchange.market import LiveMarket
 from adspace.exchange.services.accounts import AccountService
 from adspace.exchange.services.auctions import MONEY_COLUMNS, money_of
+from adspace.exchange.services.charges import Charge
 from adspace.exchange.services.common import (
     EXCHANGE_OWNER,
     Conflict,
@@ -35,7 +36,7 @@ from adspace.exchange.services.common import (
 from adspace.exchange.services.holds import PublisherHolds
 from adspace.exchange.store import Store
 from adspace.exchange.store.models import Auction, Campaign, LedgerAccount, LedgerPosting, LedgerTransaction
-from adspace.exchange.store.rawsql import RawStatement, cursor_of, integrity_errors
+from adspace.exchange.store.rawsql import integrity_errors
 
 __all__ = ["BillingService"]
 
@@ -44,34 +45,6 @@ log = logging.getLogger("adspace.exchange")
 _a = Auction.__table__.c
 _c = Campaign.__table__.c
 
-_FLIP_BILLED = (
-    update(Auction.__table__)
-    .where(
-        _a.id == bindparam("p_auction"),
-        _a.publisher_id == bindparam("p_publisher"),
-        _a.status == "held",
-        _a.expires_at > bindparam("p_now"),
-    )
-    .values(status="billed", billed_at=bindparam("p_now"))
-    .returning(_a.price_micros, _a.campaign_id, _a.advertiser_id)
-)
-_SPEND = (
-    update(Campaign.__table__)
-    .where(_c.id == bindparam("p_campaign"))
-    .values(
-        held_micros=_c.held_micros - bindparam("p_price"),
-        spent_micros=_c.spent_micros + bindparam("p_price"),
-        money_version=_c.money_version + 1,
-    )
-    .returning(*MONEY_COLUMNS)
-)
-_INSERT_TX = insert(LedgerTransaction.__table__).returning(LedgerTransaction.__table__.c.id)
-_INSERT_POSTING = insert(LedgerPosting.__table__)
-# The charge's statements, run on the driver's cursor inside the writer's transaction (store/rawsql.py).
-_RAW_FLIP_BILLED = RawStatement(_FLIP_BILLED)
-_RAW_SPEND = RawStatement(_SPEND)
-_RAW_INSERT_TX = RawStatement(_INSERT_TX, column_keys=("kind", "auction_id", "created_at", "publisher_share_bps"))
-_RAW_INSERT_POSTING = RawStatement(_INSERT_POSTING, column_keys=("transaction_id", "account_id", "amount_micros"))
 _FLIP_EXPIRED = (
     update(Auction.__table__)
     .where(_a.id == bindparam("p_auction"), _a.status == "held", _a.expires_at <= bindparam("p_by"))
@@ -153,49 +126,10 @@ class BillingService:
         self.holds.release(auction_id)
         return result
 
-    def _charge_op(self, who: Principal, auction_id: str, now: datetime):
-        """The charge as an op for the writer: ``None`` when the auction is not held by ``who``."""
-        share = self.settings.publisher_share_bps
-        accounts = self.accounts
-
-        def op(conn: Connection):
-            cur = cursor_of(conn)
-            won = _RAW_FLIP_BILLED.first(
-                conn, cur, {"p_auction": auction_id, "p_publisher": who.account_id, "p_now": now}
-            )
-            if won is None:
-                return None
-            price, campaign_id, advertiser_id = won
-            money = _RAW_SPEND.first(conn, cur, {"p_campaign": campaign_id, "p_price": price})
-            (tx_id,) = _RAW_INSERT_TX.first(
-                conn,
-                cur,
-                {"kind": "charge", "auction_id": auction_id, "created_at": now, "publisher_share_bps": share},
-            )
-            pub = price * share // 10_000
-            postings = [
-                (accounts.ledger_account_id(conn, "advertiser", advertiser_id), -price),
-                (accounts.ledger_account_id(conn, "publisher", who.account_id), pub),
-                (accounts.ledger_account_id(conn, EXCHANGE_OWNER, EXCHANGE_OWNER), price - pub),
-            ]
-            _RAW_INSERT_POSTING.executemany(
-                conn,
-                cur,
-                [{"transaction_id": tx_id, "account_id": acc, "amount_micros": amt} for acc, amt in postings],
-            )
-            # Built from values the transaction produced (no validation pass needed).
-            result = schemas.BillingResult.model_construct(
-                auction_id=auction_id,
-                campaign_id=campaign_id,
-                price_micros=price,
-                publisher_micros=pub,
-                exchange_micros=price - pub,
-                billed_at=now,
-                transaction_id=tx_id,
-            )
-            return result, campaign_id, money
-
-        return op
+    def _charge_op(self, who: Principal, auction_id: str, now: datetime) -> Charge:
+        """The charge as an op for the writer (services/charges.py): ``None`` when the auction is not
+        held by ``who``."""
+        return Charge(who.account_id, auction_id, now, self.settings.publisher_share_bps, self.accounts)
 
     def _billing_result(self, who: Principal, auction_id: str, now: datetime) -> schemas.BillingResult:
         with self.store.read() as s:

@@ -20,6 +20,10 @@ Guarantees, whatever the batching:
   therefore be functions of the database alone (no side effect before commit): the caller applies
   in-memory effects after its future resolves.
 * **Order.** Ops run in submission order within a batch, and batches commit one after another.
+* **Set-based runs.** An op may carry a ``many`` function (the same object on every op of its kind):
+  consecutive ops of a batch that share it run as one call, ``many(conn, ops)``, which must have the
+  effect of running them in order and return one result per op (billing charges do: fewer statements
+  per notice). Each op stays callable alone: that is how the batch is re-run when something raises.
 * **No deadlock stalls across processes** (PostgreSQL). Two processes' batches may lock the same
   campaign rows in different orders. A batch of several ops runs with ``lock_timeout`` =
   :data:`LOCK_TIMEOUT`, so instead of waiting out a deadlock (PostgreSQL's ``deadlock_timeout``,
@@ -44,7 +48,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
 
-__all__ = ["AsyncWaiter", "GroupCommitWriter", "Op", "resolve_all"]
+__all__ = ["AsyncWaiter", "GroupCommitWriter", "Op", "resolve_all", "run_ops"]
 
 T = TypeVar("T")
 Op = Callable[[Connection], Any]
@@ -98,6 +102,28 @@ def resolve_all(answers: list) -> None:
             loop.call_soon_threadsafe(_deliver, items)
         except RuntimeError:  # pragma: no cover - the loop is closed: nobody is waiting any more
             pass
+
+
+def run_ops(conn: Connection, ops: list[Op]) -> list[Any]:
+    """Run ``ops`` in order in ``conn``'s transaction; a run of consecutive ops sharing a ``many``
+    function goes to it in one call (module docstring). One result per op."""
+    out: list[Any] = []
+    i, n = 0, len(ops)
+    while i < n:
+        many = getattr(ops[i], "many", None)
+        j = i + 1
+        if many is not None:
+            while j < n and getattr(ops[j], "many", None) is many:
+                j += 1
+        if j - i > 1:
+            got = many(conn, ops[i:j])
+            if len(got) != j - i:
+                raise RuntimeError(f"{many!r} returned {len(got)} results for {j - i} ops")
+            out += got
+        else:
+            out.append(ops[i](conn))
+        i = j
+    return out
 
 
 class GroupCommitWriter:
@@ -218,8 +244,7 @@ class GroupCommitWriter:
                     # A batch instead gives up a lock wait after LOCK_TIMEOUT and is re-run op by op
                     # (below), and a lone op locks its campaigns in id order, so lone ops never deadlock.
                     conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{self._lock_timeout}'")
-                for op, _ in batch:
-                    results.append(op(conn))
+                results = run_ops(conn, [op for op, _ in batch])
         except BaseException as exc:  # noqa: BLE001 - rolled back; each op is re-run alone below
             if len(batch) == 1:
                 self.seconds += time.perf_counter() - t0
