@@ -146,4 +146,3 @@ def test_a_long_run_of_charges_goes_in_parts(market, tmp_path):
         engine.dispose()
     assert [r is not None for r in out] == [i < len(held) for i in range(len(charges))]
     assert billed == txs == len(held)
-
