@@ -384,6 +384,10 @@ def main() -> None:
         text_bodies = [json.dumps({"messages": [{"role": "user", "content": t}]}) for t in texts]
         for b in text_bodies:  # warm the embedding cache: each text embedded once
             requests.post(base + "/v1/auctions", data=b, headers={**auth, "content-type": "application/json"})
+        if args.workers > 1 and "text" in args.phases:
+            # Each process has its own cache, and a connection reaches whichever process accepts it:
+            # many connections for a few seconds ask every process for every text many times.
+            wrk(base, pub_key, "POST_BODY", text_bodies, 32, 4, tmp, proc.pid)
         wrk(base, pub_key, "POST_BODY", emb_bodies[:200], 2, 2, tmp, proc.pid)  # warm-up
         if ceiling is not None:
             wrk(cbase, pub_key, "POST_BODY", emb_bodies[:200], 2, 2, tmp, ceiling.pid)

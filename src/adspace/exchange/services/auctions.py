@@ -18,9 +18,9 @@ first) sends that auction back to the queue to be cleared again on the refreshed
 refusals its winner is left out, after four the request gets 409.
 
 Batching adds no wait when the exchange is idle: the pipeline takes what is queued the moment it is
-free. Under load (the previous batch held more than one auction) it waits for auctions already on
-their way, so batches fill: until as many are queued as the largest of the last few batches (callers
-that came back together are taken the moment the last of them arrives), and at most
+free. Under load (one of the last few batches held more than one auction) it waits for auctions
+already on their way, so batches fill: until as many are queued as in the largest of those batches
+(callers that came back together are taken the moment the last of them arrives), and at most
 ``batch_window_us`` (default 200 µs), or on a market whose clearing pass costs more than that
 (100,000 campaigns: ~10 ms, about the same for one auction as for eight) up to a quarter of a pass (at
 most 5 ms), so concurrent callers share a pass instead of queueing for the next. Nothing is
@@ -353,8 +353,8 @@ class AuctionService:
                     # Under load: let auctions on their way join, until as many are queued as in the
                     # largest recent batch (the submit that makes them enough wakes this wait: one
                     # wake-up per batch, not one per auction) or the window has passed. On a market so
-                    # large that a clearing pass costs more than the window (compute-bound: about the
-                    # same for 1 auction as for 8), wait up to a quarter of the last passes' time.
+                    # large that a clearing pass costs more than the window (a pass over every
+                    # campaign: about the same for 1 auction as for 8), wait up to a quarter of a pass.
                     self._enough = enough
                     self._cond.wait(min(MAX_WINDOW_S, max(self.window_s, WINDOW_SHARE * self._clear_s)))
                     self._enough = MAX_BATCH
