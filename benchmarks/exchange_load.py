@@ -400,9 +400,9 @@ def main() -> None:
             for phase in args.phases:
                 if phase == "billing":
                     # enough distinct held auctions for every request of the phase to be a first charge
-                    need = int(4000 * args.seconds * args.workers)
+                    need = int(5000 * args.seconds * args.workers)
                     held = held_auctions(url, need)
-                    want = need  # each of wrk's two threads has half: any rate below 4,000 notices/s
+                    want = need  # each of wrk's two threads has half: any rate below 5,000 notices/s
                     if len(held) < want:  # win more auctions first (not measured)
                         rate = max(100.0, max((r["exchange"]["per_second"] for r in phases), default=300.0))
                         fill = min(60.0, 1.2 * (want - len(held)) / rate)
