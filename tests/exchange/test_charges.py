@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select, text
 
 from adspace.exchange.services.charges import MANY_MAX, Charge, charge_many
+from adspace.exchange.services.common import as_utc
 from adspace.exchange.store.engine import make_engine
 
 TABLES = ("auctions", "campaigns", "ledger_transactions", "ledger_postings", "ledger_accounts")
@@ -83,8 +84,6 @@ notices = st.lists(
 @given(seq=notices)
 def test_set_based_charges_equal_the_same_charges_in_order(market, tmp_path, seq):
     base, accounts, auctions, pubs, expiry = market
-    from adspace.exchange.services.common import as_utc
-
     before = as_utc(expiry) - timedelta(seconds=5)
     after = as_utc(expiry) + timedelta(seconds=5)
     charges = []
@@ -95,7 +94,7 @@ def test_set_based_charges_equal_the_same_charges_in_order(market, tmp_path, seq
     results = {}
     dumps = {}
     for how in ("many", "in order"):
-        path = tmp_path / f"{how.replace(' ', '_')}-{len(seq)}-{hash(tuple(seq)) & 0xFFFF}.db"
+        path = tmp_path / f"{how.replace(' ', '_')}.db"
         _copy(base, path)
         engine = make_engine(f"sqlite:///{path}")
         try:
@@ -127,8 +126,6 @@ def test_set_based_charges_equal_the_same_charges_in_order(market, tmp_path, seq
 def test_a_long_run_of_charges_goes_in_parts(market, tmp_path):
     """More than MANY_MAX charges in a row: Charge.many takes them in parts, with the same effect."""
     base, accounts, auctions, pubs, expiry = market
-    from adspace.exchange.services.common import as_utc
-
     now = as_utc(expiry) - timedelta(seconds=5)
     held = [(aid, pub) for aid, pub in auctions[:-1]]
     charges = [Charge(pub, aid, now, 7_000, accounts) for _ in range(MANY_MAX // len(held) + 2) for aid, pub in held]

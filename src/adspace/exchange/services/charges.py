@@ -75,9 +75,14 @@ _RAW_INSERT_POSTING = RawStatement(_INSERT_POSTING, column_keys=("transaction_id
 MANY_MAX = 64
 
 
+def _publisher_part(price: int, share_bps: int) -> int:
+    """The publisher's part of a charge (rounded down; the exchange keeps the rest)."""
+    return price * share_bps // 10_000
+
+
 def _postings(accounts, conn: Connection, publisher_id: str, advertiser_id: str, price: int, share: int):
     """The charge's three postings ``(ledger account id, amount)``: they sum to zero."""
-    pub = price * share // 10_000
+    pub = _publisher_part(price, share)
     return (
         (accounts.ledger_account_id(conn, "advertiser", advertiser_id), -price),
         (accounts.ledger_account_id(conn, "publisher", publisher_id), pub),
@@ -87,7 +92,7 @@ def _postings(accounts, conn: Connection, publisher_id: str, advertiser_id: str,
 
 def _result(auction_id: str, campaign_id: str, price: int, share: int, now: datetime, tx_id: int):
     # Built from values the transaction produced (no validation pass needed).
-    pub = price * share // 10_000
+    pub = _publisher_part(price, share)
     return schemas.BillingResult.model_construct(
         auction_id=auction_id,
         campaign_id=campaign_id,
@@ -136,11 +141,8 @@ class Charge:
 
     @staticmethod
     def many(conn: Connection, charges: Sequence[Charge]) -> list:
-        """Several charges in one go, with the effect of running them in order (module docstring)."""
-        out: list = []
-        for lo in range(0, len(charges), MANY_MAX):
-            out += charge_many(conn, charges[lo : lo + MANY_MAX])
-        return out
+        """Several charges in one go, with the effect of running them in order (:func:`charge_many`)."""
+        return charge_many(conn, charges)
 
 
 # -- the set-based statements, compiled once per number of rows ---------------------------------------
@@ -232,7 +234,9 @@ def _rows(kind: str, conn: Connection, cur, params: dict[str, Any], k: int) -> l
 
 
 def charge_many(conn: Connection, charges: Sequence[Charge]) -> list:
-    """The results of ``charges`` (at most :data:`MANY_MAX`), as if each had run alone, in order."""
+    """The results of ``charges``, as if each had run alone, in order (in parts of :data:`MANY_MAX`)."""
+    if len(charges) > MANY_MAX:
+        return [r for lo in range(0, len(charges), MANY_MAX) for r in charge_many(conn, charges[lo : lo + MANY_MAX])]
     cur = cursor_of(conn)
     first: dict[tuple[str, str], int] = {}  # (auction, publisher) -> the first charge of it
     for i, ch in enumerate(charges):
