@@ -4,7 +4,9 @@ What it does:
 
 1. creates a fresh database (a SQLite file, or ``--database-url``), migrates it and bulk-inserts
    ``--campaigns`` embedding campaigns (unit-norm centers, σ ~ U[0.3, 1.0], bids log-normal around
-   $2 per impression, budgets that never run out) for one advertiser, plus a publisher;
+   $2 per impression, budgets that never run out) for one advertiser, plus a publisher; on SQLite it
+   first times the disk's flushes where the file lives (``benchmarks/fsync_probe.py``: the floor under
+   every commit), recorded as ``machine.disk_flush_before_run``;
 2. starts the real server (``adspace serve``, ``--workers`` processes, rate limit off, model preloaded,
    access log off) on a free 127.0.0.1 port, and the stack ceiling (``benchmarks/stack_ceiling.py``:
    the same FastAPI + uvicorn validating the same request bodies, answering a small JSON) on another;
@@ -46,6 +48,8 @@ from pathlib import Path
 
 import numpy as np
 import requests
+
+import fsync_probe  # benchmarks/ (the script's own folder is on the path)
 
 DIM = 384
 TOPICS = [
@@ -342,6 +346,9 @@ def main() -> None:
     url, drop = args.database_url or f"sqlite:///{tmp / 'load.db'}", None
     if url.startswith(("postgres://", "postgresql")):
         url, drop = fresh_postgres_database(url)
+    # The disk's flush time where the SQLite file lives: a floor under every commit (fsync_probe.py).
+    flush = fsync_probe.probe(tmp) if url.startswith("sqlite") else None
+    sync_mode = (os.environ.get("ADSPACE_SQLITE_SYNCHRONOUS") or "FULL").strip().upper()
     admin_key = "adsk_adm_" + secrets.token_urlsafe(32)
     t0 = time.perf_counter()
     pub_key, centers = seed(url, admin_key, args.campaigns, rng)
@@ -450,6 +457,12 @@ def main() -> None:
                         ex["server_cpu_ms_per_request"] / max(1e-9, c["server_cpu_ms_per_request"]), 3
                     )
                     cs = wrk(cbase, pub_key, method, lines, conc, args.seconds, tmp, ceiling.pid, prefix="/sync")
+                    for name, run in (("ceiling", c), ("ceiling /sync", cs)):
+                        if run["non2xx"] or run["socket_errors"]:  # a ratio against error answers means nothing
+                            raise SystemExit(
+                                f"{name} ({phase}, {conc} connections): {run['non2xx']} non-2xx answers and "
+                                f"{run['socket_errors']} socket errors of {run['requests']}; see {tmp / 'c.log'}"
+                            )
                     row["ceiling_sync_endpoint"] = cs
                     row["ratio_throughput_vs_sync_ceiling"] = round(ex["per_second"] / cs["per_second"], 3)
                     row["ratio_p99_vs_sync_ceiling"] = round(ex["p99_ms"] / cs["p99_ms"], 3)
@@ -462,6 +475,7 @@ def main() -> None:
             "benchmark": "exchange_load",
             "client": "wrk",
             "database": url.split(":", 1)[0],
+            "sqlite_synchronous": sync_mode if url.startswith("sqlite") else None,
             "workers": args.workers,
             "campaigns": args.campaigns,
             "seconds_per_phase": args.seconds,
@@ -474,6 +488,7 @@ def main() -> None:
                 "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
                 "python": platform.python_version(),
                 "platform": platform.platform(),
+                "disk_flush_before_run": flush,
             },
             "notes": "client (wrk), exchange and ceiling share this machine's cores; latencies are wrk's, over "
             "loopback HTTP; the ceiling is measured right after the exchange for each phase",

@@ -34,6 +34,14 @@ async def caller(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(b
     return creds.credentials[:12]
 
 
+# At module level: FastAPI resolves the endpoints' (postponed) annotations in this module's globals, so a
+# dependency defined inside create_app() would not be found (the parameter became a query field: 422).
+def caller_sync(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
+    if creds is None or not creds.credentials:
+        raise HTTPException(401, "Authorization: missing bearer API key")
+    return creds.credentials[:12]
+
+
 def create_app() -> FastAPI:
     app = FastAPI(title="stack ceiling")
 
@@ -50,11 +58,6 @@ def create_app() -> FastAPI:
 
     # The same endpoints as plain functions (FastAPI runs them in its thread pool, one hop per request,
     # as the exchange did before its auction and billing endpoints became coroutines).
-    def caller_sync(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
-        if creds is None or not creds.credentials:
-            raise HTTPException(401, "Authorization: missing bearer API key")
-        return creds.credentials[:12]
-
     @app.post("/sync/v1/auctions")
     def auction_sync(body: schemas.AuctionRequest, who: Annotated[str, Depends(caller_sync)]) -> dict:
         return {"auction_id": "auc_ceiling", "filled": False, "price_micros": 0, "by": who}
