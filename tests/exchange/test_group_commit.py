@@ -5,8 +5,9 @@
 * a batch in which one winner's hold fails its budget condition commits the others and clears that
   auction again without the winner (the auction service on a real database);
 * an op that raises inside a writer batch fails alone: the batch's other ops commit (the writer);
-* under load the pipeline takes a batch the moment as many auctions are queued as in its largest
-  recent batch, and otherwise waits no longer than its window.
+* under load the pipeline takes a batch the moment as many auctions are queued as its recent batches
+  had callers (a batch's auctions plus those in flight when it was taken), and otherwise waits no
+  longer than its window.
 """
 
 from __future__ import annotations
@@ -188,3 +189,63 @@ def test_a_batch_is_taken_when_the_largest_recent_batch_is_queued_or_the_window_
     waited = time.perf_counter() - t0
     assert sizes == [1]
     assert 1.0 <= waited < 6, waited
+
+
+def test_callers_split_across_two_batches_are_waited_for_together_again(exchange, monkeypatch):
+    """A batch taken while other auctions are in flight counts their callers too (they come back once
+    answered), so the next batch waits for all of them: two halves of the same callers merge again
+    instead of each paying its own clearing pass for ever (measured: at 100,000 campaigns, 32
+    connections split into two batches of 16 that stayed split)."""
+    import threading
+
+    from adspace.exchange.services import Principal, auctions
+
+    ex = exchange
+    pub = ex.accounts.create("publisher", "pub")
+    who = Principal(pub.id, "publisher", "pub")
+    svc = ex.auctions
+    svc.window_s = 1.0
+    monkeypatch.setattr(auctions, "MAX_WINDOW_S", 10.0)
+    sizes: list[int] = []
+    clear_and_submit = svc._clear_and_submit
+    monkeypatch.setattr(svc, "_clear_and_submit", lambda batch: (sizes.append(len(batch)), clear_and_submit(batch)))
+    # The writer holds the first batches until released: they stay in flight.
+    gate = threading.Event()
+    writer = svc.store.writer
+    submit_future = writer.submit_future
+
+    def held(op):
+        return submit_future(lambda conn: (gate.wait(30), op(conn))[1])
+
+    monkeypatch.setattr(writer, "submit_future", held)
+    x = np.eye(384)[0]
+
+    def submit():
+        return svc.submit(who, x, keywords=None, reserve_micros=None, tau=None)
+
+    svc.start()
+    svc._recent = deque([2], maxlen=auctions.RECENT_BATCHES)  # under load: batches of 2
+    try:
+        first = [submit(), submit()]  # taken as one batch of 2, then held by the writer
+        deadline = time.monotonic() + 10
+        while sizes != [2] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        second = [submit(), submit()]  # a batch of 2 taken while the first 2 are in flight
+        while sizes != [2, 2] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert sizes == [2, 2]
+    finally:
+        gate.set()
+    for f in first + second:
+        f.result(timeout=30)
+    assert svc._busy == 0  # every taken auction was answered
+    # The four callers come back: the pipeline waits for all four (not the window), not for two.
+    t0 = time.perf_counter()
+    back = [submit()]
+    time.sleep(0.05)
+    assert not back[0].done()
+    back += [submit(), submit(), submit()]
+    for f in back:
+        f.result(timeout=30)
+    assert sizes == [2, 2, 4]
+    assert time.perf_counter() - t0 < 0.6

@@ -18,13 +18,14 @@ first) sends that auction back to the queue to be cleared again on the refreshed
 refusals its winner is left out, after four the request gets 409.
 
 Batching adds no wait when the exchange is idle: the pipeline takes what is queued the moment it is
-free. Under load (one of the last few batches held more than one auction) it waits for auctions
-already on their way, so batches fill: until as many are queued as in the largest of those batches
-(callers that came back together are taken the moment the last of them arrives), and at most
-``batch_window_us`` (default 200 µs), or on a market whose clearing pass costs more than that
-(100,000 campaigns: ~10 ms, about the same for one auction as for eight) up to a quarter of a pass (at
-most 5 ms), so concurrent callers share a pass instead of queueing for the next. Nothing is
-acknowledged before its transaction has committed.
+free. Under load (one of the last few batches had more than one caller) it waits for auctions
+already on their way, so batches fill: until as many are queued as the largest of those batches had
+callers -- its own auctions plus those still in flight when it was taken, whose callers come back
+once answered (callers that came back together are taken the moment the last of them arrives, and
+callers split across two batches merge again) -- and at most ``batch_window_us`` (default 200 µs),
+or on a market whose clearing pass costs more than that (100,000 campaigns: ~10 ms, about the same for
+one auction as for eight) up to a quarter of a pass (at most 5 ms), so concurrent callers share a pass
+instead of queueing for the next. Nothing is acknowledged before its transaction has committed.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ log = logging.getLogger("adspace.exchange")
 #: Most auctions cleared and committed together.
 MAX_BATCH = 128
 #: Under load the pipeline waits until as many auctions are queued as the largest of this many recent
-#: batches (or the window below has passed).
+#: batches had callers (its auctions plus those in flight when it was taken), or the window below has passed.
 RECENT_BATCHES = 8
 #: Under load, the pipeline waits for arrivals up to ``batch_window_us`` or this share of a batch's
 #: clearing time, whichever is longer (at most MAX_WINDOW_S).
@@ -231,7 +232,9 @@ class AuctionService:
         self._queue: list[_Job] = []
         self._closed = False
         self._thread: threading.Thread | None = None
-        self._recent: deque[int] = deque(maxlen=RECENT_BATCHES)  # sizes of the last batches
+        #: callers of the last batches: each batch's auctions plus those in flight when it was taken
+        self._recent: deque[int] = deque(maxlen=RECENT_BATCHES)
+        self._busy = 0  # auctions taken and not yet answered (being cleared, committed or re-queued)
         self._enough = MAX_BATCH  # queued auctions that wake a pipeline waiting for arrivals
         self._clear_s = 0.0
         self._idle = False  # the pipeline waits for work (an arrival must wake it)
@@ -348,11 +351,11 @@ class AuctionService:
                 if not self._queue:
                     self._slots.release()
                     return
-                enough = max(self._recent, default=1)
+                enough = min(MAX_BATCH, max(self._recent, default=1))
                 if enough > 1 and len(self._queue) < enough and self.window_s > 0:
-                    # Under load: let auctions on their way join, until as many are queued as in the
-                    # largest recent batch (the submit that makes them enough wakes this wait: one
-                    # wake-up per batch, not one per auction) or the window has passed. On a market so
+                    # Under load: let auctions on their way join, until as many are queued as the
+                    # recent batches had callers (the submit that makes them enough wakes this wait:
+                    # one wake-up per batch, not one per auction) or the window has passed. On a market so
                     # large that a clearing pass costs more than the window (a pass over every
                     # campaign: about the same for 1 auction as for 8), wait up to a quarter of a pass.
                     self._enough = enough
@@ -360,11 +363,16 @@ class AuctionService:
                     self._enough = MAX_BATCH
                 batch = self._queue[:MAX_BATCH]
                 del self._queue[:MAX_BATCH]
-            self._recent.append(len(batch))
+                # The callers of the auctions still in flight come back once answered: counting them
+                # lets two halves of the same callers, split across batches, merge again.
+                self._recent.append(len(batch) + self._busy)
+                self._busy += len(batch)
             try:
                 self._clear_and_submit(batch)
             except BaseException as exc:  # noqa: BLE001 - every waiter of the batch gets it
                 self._slots.release()
+                with self._cond:
+                    self._busy -= len(batch)
                 log.exception("auction batch failed")
                 resolve_all([(job.future, False, exc) for job in batch if not job.future.done()])
 
@@ -461,8 +469,9 @@ class AuctionService:
                 tm["db"] += t2 - t1
                 tm["auctions"] += done
                 tm["latency"] += latency
-            if retry:
-                with self._cond:
+            with self._cond:
+                self._busy -= len(batch)  # answered, or back in the queue
+                if retry:
                     self._queue[:0] = retry
                     self._cond.notify()
         finally:
