@@ -115,8 +115,8 @@ class Settings:
     #: SQLite commit durability: FULL (power-loss safe) or NORMAL (process-crash safe, faster).
     sqlite_synchronous: str = "FULL"
     #: Under load, the longest the auction pipeline waits for auctions on their way before clearing a
-    #: batch (microseconds; it goes as soon as as many are queued as in its largest recent batch, and an
-    #: idle exchange never waits).
+    #: batch (microseconds; it goes as soon as as many are queued as its recent batches had callers, and
+    #: an idle exchange never waits).
     batch_window_us: int = 200
     #: BLAS threads for the clearing kernel (0: the library's default). One is fastest for a server: the
     #: request threads already use the cores, and a multi-threaded GEMM on busy cores spins (measured
