@@ -469,12 +469,13 @@ class AuctionService:
                 tm["db"] += t2 - t1
                 tm["auctions"] += done
                 tm["latency"] += latency
-            with self._cond:
-                self._busy -= len(batch)  # answered, or back in the queue
-                if retry:
+            if retry:
+                with self._cond:
                     self._queue[:0] = retry
                     self._cond.notify()
         finally:
+            with self._cond:
+                self._busy -= len(batch)  # answered, or back in the queue
             self._slots.release()
 
     def _record(self, job: _Job, out: Outcome, now: datetime, day: str, expires: datetime):
