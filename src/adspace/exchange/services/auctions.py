@@ -421,13 +421,13 @@ class AuctionService:
 
     def _finish(self, batch: list[_Job], outs: list[Outcome], records, t1: float, fut: Future) -> None:
         """After the batch's transaction: apply the committed money, answer each waiter, re-queue refusals."""
+        retry: list[_Job] = []
         try:
             try:
                 results = fut.result()
             except BaseException as exc:  # noqa: BLE001 - nothing of the batch committed; every waiter hears why
                 results = [exc] * len(batch)
             t2 = time.perf_counter()
-            retry: list[_Job] = []
             answers: list = []  # (waiter, ok, value), answered together below
             done = 0
             latency = 0.0
@@ -469,13 +469,13 @@ class AuctionService:
                 tm["db"] += t2 - t1
                 tm["auctions"] += done
                 tm["latency"] += latency
-            if retry:
-                with self._cond:
-                    self._queue[:0] = retry
-                    self._cond.notify()
         finally:
+            # In one step, so no batch sees the refused auctions both queued and in flight.
             with self._cond:
                 self._busy -= len(batch)  # answered, or back in the queue
+                if retry:
+                    self._queue[:0] = retry
+                    self._cond.notify()
             self._slots.release()
 
     def _record(self, job: _Job, out: Outcome, now: datetime, day: str, expires: datetime):
