@@ -80,11 +80,11 @@ def free_port() -> int:
 
 def seed(database_url: str, admin_key: str, n: int, rng: np.random.Generator) -> tuple[str, np.ndarray]:
     """Bulk-insert ``n`` campaigns through the exchange's own models; returns (publisher key, centers)."""
-    from adspace.exchange.config import Settings
-    from adspace.exchange.security import new_id
-    from adspace.exchange.services import Exchange
+    from adspace.exchange.container import Exchange
+    from adspace.exchange.core.apikeys import new_id
+    from adspace.exchange.core.config import Settings
     from adspace.exchange.services.common import vec_bytes as _vec_bytes
-    from adspace.exchange.store.models import Campaign
+    from adspace.exchange.store.tables import Campaign
 
     ex = Exchange(Settings(database_url=database_url, admin_key=admin_key, preload_model=False))
     ex.migrate()
@@ -307,7 +307,7 @@ def held_auctions(url: str, limit: int) -> list[str]:
     """Ids of auctions won and still held (for first-charge billing requests)."""
     from sqlalchemy import create_engine, text
 
-    from adspace.exchange.config import normalize_database_url
+    from adspace.exchange.core.config import normalize_database_url
 
     eng = create_engine(normalize_database_url(url))
     with eng.connect() as c:
@@ -513,7 +513,7 @@ def fresh_postgres_database(url: str):
     import psycopg
     from sqlalchemy.engine import make_url
 
-    from adspace.exchange.config import normalize_database_url
+    from adspace.exchange.core.config import normalize_database_url
 
     base = make_url(normalize_database_url(url))
     conninfo = base.set(drivername="postgresql").render_as_string(hide_password=False)

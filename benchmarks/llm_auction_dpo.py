@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
+from adspace.experiments.llm_auction.data import load_queries
+from adspace.experiments.llm_auction.environment import draw_bids, prompts_for
+from adspace.experiments.llm_auction.training import IRPOConfig, _dpo_epoch
 from adspace.models.llm import LocalLLM
-from adspace.simulate.llm_auction.data import load_queries
-from adspace.simulate.llm_auction.environment import draw_bids, prompts_for
-from adspace.simulate.llm_auction.training import IRPOConfig, _dpo_epoch
 
 
 def make_pairs(backend: LocalLLM, n: int, cfg: IRPOConfig) -> list[dict]:

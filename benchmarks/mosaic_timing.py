@@ -1,6 +1,6 @@
 """Where a MOSAIC auction on text spends its time: generation, reward scoring, the mechanism.
 
-Runs the experiment's own loop (:func:`adspace.simulate.mosaic.run_experiment`, figures off) on
+Runs the experiment's own loop (:func:`adspace.experiments.mosaic.study.run_experiment`, figures off) on
 ``--instances`` queries x ``--seeds`` seeds (webis-ads from ``--data DIR``, by default from beside
 the repository, else the shipped demo market), ``--batch`` instances per batched call: both versions (baseline: candidates from π_ref;
 context-aware: from π_con) sample M candidates in one call, score them under π_ref and each advertiser's
@@ -83,8 +83,8 @@ def main() -> None:
     if args.batch < 1 or args.instances < 1 or args.seeds < 1:
         ap.error("--batch, --instances and --seeds must be >= 1")
 
+    from adspace.experiments.mosaic import study
     from adspace.models.llm import LocalLLM
-    from adspace.simulate import mosaic as study
 
     load_before = os.getloadavg()
     llm = LocalLLM(device=args.device, threads=args.threads, scoring=args.scoring, decode=args.decode)

@@ -9,7 +9,7 @@ Setup
 * Each advertiser's center is the embedding of ``"name: qualities"``; every advertiser gets the same
   bid and the same reach σ ("equal bids and reach"), so the winner is simply the advertiser whose
   center is nearest the query (σ and the bid only scale prices, which are not measured here).
-* Each query is embedded as a one-turn conversation (:func:`adspace.market.conversation_text`, which
+* Each query is embedded as a one-turn conversation (:func:`adspace.marketfiles.conversation_text`, which
   for a single user turn is the query itself), in batches.
 * All queries are cleared with :func:`adspace.mechanisms.vcg.clear` twice: against all 1,000
   advertisers, and restricted (``eligible``) to the 100 advertisers of the query's own topic.
@@ -312,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rich.console import Console
     from rich.progress import Progress
 
-    from adspace.market import conversation_text
+    from adspace.marketfiles import conversation_text
     from adspace.models.embedder import MODEL_NAME, get_embedder
 
     err = Console(stderr=True)
@@ -350,7 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "model": MODEL_NAME,
         "setup": {
             "center_text": "name: qualities",
-            "query_text": "the query as a one-turn user conversation (adspace.market.conversation_text)",
+            "query_text": "the query as a one-turn user conversation (adspace.marketfiles.conversation_text)",
             "sigma": args.sigma,
             "bid": args.bid,
             "winner": "adspace.mechanisms.vcg.clear; with equal bids and reach the nearest center wins",

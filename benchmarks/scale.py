@@ -196,7 +196,7 @@ def bench_size(n: int, args) -> dict:
 
 
 def bench_replay(args) -> dict:
-    from adspace.simulate.replay import Snapshot, replay
+    from adspace.experiments.replay import Snapshot, replay
 
     n, q = args.replay_n, args.replay_queries
     x, centers, sigmas, bids = workload(n, q, args.dim, args.seed + 1)

@@ -2,7 +2,7 @@
 
 Replies per second of :meth:`adspace.models.llm.LocalLLM.sample` with each decode loop (``synced`` and
 ``sync-free``, :mod:`adspace.models.local_decode`) and of the constrained ad-writer
-(:func:`adspace.simulate.llm_auction.constrained.sample_constrained`), all on the same prompts and seed,
+(:func:`adspace.experiments.llm_auction.constrained.sample_constrained`), all on the same prompts and seed,
 then of teacher-forced scoring of the synced replies by both paths (:mod:`adspace.models.local_scoring`).
 Every prompt's ``n`` replies run in one decoding batch. ``same_tokens`` says whether the two loops drew
 the same replies. A variant that fails is reported (``error``) and the others still run; the GPU driver
@@ -31,10 +31,10 @@ def main() -> None:
     import numpy as np
     import torch
 
+    from adspace.experiments.llm_auction.constrained import sample_constrained
+    from adspace.experiments.llm_auction.data import load_queries
+    from adspace.experiments.llm_auction.environment import draw_bids, prompts_for
     from adspace.models.llm import LocalLLM
-    from adspace.simulate.llm_auction.constrained import sample_constrained
-    from adspace.simulate.llm_auction.data import load_queries
-    from adspace.simulate.llm_auction.environment import draw_bids, prompts_for
 
     qs = load_queries(args.prompts, data=args.data, seed=1)
     msgs = prompts_for(qs, draw_bids(len(qs), 3, np.random.default_rng(1), 1, 100), short=True)

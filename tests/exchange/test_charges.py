@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select, text
 
-from adspace.exchange.services.charges import MANY_MAX, Charge, charge_many
 from adspace.exchange.services.common import as_utc
+from adspace.exchange.store.charges import MANY_MAX, Charge, charge_many
 from adspace.exchange.store.engine import make_engine
 
 TABLES = ("auctions", "campaigns", "ledger_transactions", "ledger_postings", "ledger_accounts")
@@ -30,10 +30,11 @@ TABLES = ("auctions", "campaigns", "ledger_transactions", "ledger_postings", "le
 @pytest.fixture(scope="module")
 def market(tmp_path_factory):
     """A database with two publishers and held auctions on three campaigns (one unfilled auction too)."""
-    from adspace.exchange import schemas
-    from adspace.exchange.config import Settings
-    from adspace.exchange.services import Exchange, Principal
-    from adspace.exchange.store.models import Auction
+    from adspace.exchange.container import Exchange
+    from adspace.exchange.core.config import Settings
+    from adspace.exchange.http import schemas
+    from adspace.exchange.services import Principal
+    from adspace.exchange.store.tables import Auction
 
     from .conftest import campaign_body
 

@@ -15,8 +15,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from adspace.exchange.api import auctions as routes
-from adspace.exchange.middleware import replaying
+from adspace.exchange.http.guard import replaying
+from adspace.exchange.http.routes import auctions as routes
 
 from .conftest import campaign_body
 
@@ -67,10 +67,11 @@ class Asgi:
 @pytest.fixture
 def apps(tmp_path, monkeypatch):
     """Two apps (lane on, lane off) over one exchange, its keys, and the routes' call counts."""
-    from adspace.exchange import schemas
     from adspace.exchange.app import create_app
-    from adspace.exchange.config import Settings
-    from adspace.exchange.services import Exchange, Principal
+    from adspace.exchange.container import Exchange
+    from adspace.exchange.core.config import Settings
+    from adspace.exchange.http import schemas
+    from adspace.exchange.services import Principal
 
     settings = replace(
         Settings(),

@@ -61,8 +61,8 @@ def test_60_parallel_auctions_never_overspend_a_budget_of_5(server_factory, back
 
 @pytest.fixture
 def exchange(tmp_path):
-    from adspace.exchange.config import Settings
-    from adspace.exchange.services import Exchange
+    from adspace.exchange.container import Exchange
+    from adspace.exchange.core.config import Settings
 
     settings = replace(
         Settings(), database_url=f"sqlite:///{tmp_path / 'ex.db'}", preload_model=False, publisher_hold_cap_bps=10_000
@@ -74,7 +74,7 @@ def exchange(tmp_path):
 
 
 def _campaign(ex, who, center, bid, budget):
-    from adspace.exchange import schemas
+    from adspace.exchange.http import schemas
 
     body = schemas.CampaignCreate(**campaign_body(center.tolist(), sigma=0.3, bid=bid, budget=budget))
     return ex.campaigns.create(who, body).id
@@ -86,7 +86,7 @@ def test_a_refused_hold_commits_the_rest_of_its_batch_and_clears_again(exchange)
     hold is refused by the database, and it is cleared again, without A, on the refreshed market."""
     from adspace.exchange.services import Principal
     from adspace.exchange.services.auctions import _Job
-    from adspace.exchange.store.models import Auction, Campaign
+    from adspace.exchange.store.tables import Auction, Campaign
 
     ex = exchange
     adv = ex.accounts.create("advertiser", "adv")
@@ -126,7 +126,7 @@ def test_a_refused_hold_commits_the_rest_of_its_batch_and_clears_again(exchange)
 def test_an_op_that_raises_fails_alone(exchange):
     """The writer runs a batch in one transaction; when an op raises, the batch is rolled back and every
     op re-run alone, so only the one that raised sees an error and the others commit, each once."""
-    from adspace.exchange.store.models import LedgerAccount
+    from adspace.exchange.store.tables import LedgerAccount
 
     w = exchange.store.writer
     t = LedgerAccount.__table__

@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from adspace.exchange.identity import AuthHeaderError, parse_authorization
-from adspace.exchange.market import CampaignState
-from adspace.exchange.middleware import TokenBuckets
+from adspace.exchange.core.identity import AuthHeaderError, parse_authorization
+from adspace.exchange.core.vectors import MAX_COORD, VectorError, check_vector
+from adspace.exchange.domain.live_market import CampaignState
+from adspace.exchange.http.guard import TokenBuckets
 from adspace.exchange.services.holds import PublisherHolds
-from adspace.exchange.vectors import MAX_COORD, VectorError, check_vector
 
 
 def test_buckets_evict_least_recently_used_never_all():

@@ -6,10 +6,10 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from adspace.exchange import sync
-from adspace.exchange.market import CampaignState, LiveMarket
+from adspace.exchange.domain.live_market import CampaignState, LiveMarket
+from adspace.exchange.services import market_sync as sync
 from adspace.exchange.services.auctions import MONEY_COLUMNS
-from adspace.exchange.store.models import Campaign
+from adspace.exchange.store.tables import Campaign
 
 
 def test_trigger_columns_cover_the_campaigns_table():

@@ -9,7 +9,7 @@ import socket
 import uvicorn
 from uvicorn.server import ServerState
 
-from adspace.exchange.nodelay import NoDelayHTTPProtocol
+from adspace.exchange.http.nodelay import NoDelayHTTPProtocol
 
 
 async def _app(scope, receive, send):  # pragma: no cover - never called

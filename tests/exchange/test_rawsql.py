@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 
 from adspace.exchange.services.auctions import _RAW_INSERT_AUCTION
-from adspace.exchange.services.charges import _FLIP_BILLED, _RAW_FLIP_BILLED, _RAW_INSERT_TX
 from adspace.exchange.store import Store
-from adspace.exchange.store.models import Account, Auction, LedgerTransaction
+from adspace.exchange.store.charges import _FLIP_BILLED, _RAW_FLIP_BILLED, _RAW_INSERT_TX
 from adspace.exchange.store.rawsql import cursor_of
+from adspace.exchange.store.tables import Account, Auction, LedgerTransaction
 
 from .conftest import Database
 

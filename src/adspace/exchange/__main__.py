@@ -1,6 +1,6 @@
 """``python -m adspace.exchange`` = ``adspace serve``."""
 
-from adspace.exchange.commands import serve
+from adspace.cli.cmd_serve import serve
 
 if __name__ == "__main__":  # pragma: no cover
     import typer

@@ -14,13 +14,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from adspace import __version__
-from adspace.exchange.api import accounts, auctions, campaigns, docs, openrtb, reports
-from adspace.exchange.api.fastlane import FastLane
-from adspace.exchange.config import Settings
-from adspace.exchange.middleware import Guard, RateLimits
-from adspace.exchange.services import Exchange, ServiceError
-from adspace.exchange.services.exchange import freeze_heap
-from adspace.exchange.sync import start_market_sync
+from adspace.exchange.container import Exchange, freeze_heap
+from adspace.exchange.core.config import Settings
+from adspace.exchange.http import apidocs as docs
+from adspace.exchange.http.fastlane import FastLane
+from adspace.exchange.http.guard import Guard, RateLimits
+from adspace.exchange.http.routes import accounts, auctions, campaigns, openrtb, reports
+from adspace.exchange.services import ServiceError
+from adspace.exchange.services.market_sync import start_market_sync
 
 log = logging.getLogger("adspace.exchange")
 
@@ -92,7 +93,7 @@ def create_app(settings: Settings | None = None, *, exchange: Exchange | None = 
 
     for r in (accounts.router, campaigns.router, auctions.router, reports.router, openrtb.router):
         app.include_router(r)
-    from adspace.exchange.api import dashboard  # the dashboard at / and its JSON views (issue 6)
+    from adspace.exchange.http.routes import dashboard  # the dashboard at / and its JSON views (issue 6)
 
     app.include_router(dashboard.router)
     if settings.fast_lane:

@@ -145,7 +145,7 @@ class ShardedMarket:
     """A market cut into contiguous shards, each a prepared :class:`Market`; clears exactly.
 
     On one machine this bounds the build's scratch memory by the shard size; across machines (Ray,
-    :mod:`adspace.simulate.replay`) each worker holds shards and only ``ShardTop2`` travels.
+    :mod:`adspace.experiments.replay`) each worker holds shards and only ``ShardTop2`` travels.
     """
 
     def __init__(self, centers: ArrayLike, sigmas: ArrayLike, bids: ArrayLike, *, shards: int = 2, **market_kw):

@@ -1,4 +1,4 @@
-"""The exchange's services, one per domain; :class:`Exchange` wires them together (see ``exchange.py``)."""
+"""The exchange's services, one per job; :class:`adspace.exchange.container.Exchange` wires them together."""
 
 from adspace.exchange.services.common import (
     Conflict,
@@ -11,11 +11,9 @@ from adspace.exchange.services.common import (
     Unavailable,
     conversation_text,
 )
-from adspace.exchange.services.exchange import Exchange
 
 __all__ = [
     "Conflict",
-    "Exchange",
     "Forbidden",
     "Gone",
     "Invalid",

@@ -4,7 +4,7 @@ A request (router, OpenRTB adapter or dashboard) turns its query into a point --
 keyword's point, or a conversation embedded by the model -- and hands it to :meth:`AuctionService.submit`.
 One pipeline thread then repeatedly takes every auction queued so far (a micro-batch) and:
 
-1. clears them together: :meth:`LiveMarket.run_batch <adspace.exchange.market.LiveMarket.run_batch>`
+1. clears them together: :meth:`LiveMarket.run_batch <adspace.exchange.domain.live_market.LiveMarket.run_batch>`
    builds each auction's eligibility mask (vectorised over campaigns, the campaign-level part once per
    batch) and makes one :meth:`Market.clear <adspace.mechanisms.vcg.Market.clear>` call per distinct
    reserve;
@@ -45,16 +45,16 @@ import numpy as np
 from sqlalchemy import bindparam, case, insert, select, update
 from sqlalchemy.engine import Connection
 
-from adspace.exchange import schemas
-from adspace.exchange.config import Settings
-from adspace.exchange.market import CampaignState, LiveMarket, Outcome, Query
-from adspace.exchange.security import new_auction_id
+from adspace.exchange.core.apikeys import new_auction_id
+from adspace.exchange.core.config import Settings
+from adspace.exchange.domain.live_market import CampaignState, LiveMarket, Outcome, Query
+from adspace.exchange.domain.visibility import explain_for
+from adspace.exchange.http import schemas
 from adspace.exchange.services.common import Conflict, NotFound, Principal, as_utc, utcnow
 from adspace.exchange.services.holds import PublisherHolds
-from adspace.exchange.services.visibility import explain_for
 from adspace.exchange.store import Store
-from adspace.exchange.store.models import Auction, Campaign
 from adspace.exchange.store.rawsql import RawStatement, cursor_of
+from adspace.exchange.store.tables import Auction, Campaign
 from adspace.exchange.store.writer import AsyncWaiter, resolve_all
 
 __all__ = ["AuctionResult", "AuctionService", "MONEY_COLUMNS", "money_of"]
@@ -153,7 +153,7 @@ class AuctionResult:
 
 def explain(out: Outcome) -> dict[str, Any]:
     """Why the auction ended as it did: stored in full with the auction; each reader sees what
-    :func:`~adspace.exchange.services.visibility.explain_for` allows."""
+    :func:`~adspace.exchange.domain.visibility.explain_for` allows."""
     ex: dict[str, Any] = {
         "mechanism": "embedding-space VCG (Clarke pivot)",
         "point": out.point,

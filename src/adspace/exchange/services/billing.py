@@ -1,6 +1,6 @@
 """Billing: charges (exactly once), clicks, hold expiry and OpenRTB notices, and the double-entry ledger.
 
-A charge is one op for the group-commit writer (:class:`~adspace.exchange.services.charges.Charge`:
+A charge is one op for the group-commit writer (:class:`~adspace.exchange.store.charges.Charge`:
 the auction flips ``held -> billed`` by a conditional ``UPDATE ... RETURNING``, so of two concurrent
 notices for one auction exactly one matches; the hold moves to spend; one balanced ledger transaction
 is inserted), and the writer runs the charges of one batch set-based. A repeat finds nothing to flip
@@ -18,12 +18,11 @@ import anyio
 from sqlalchemy import and_, bindparam, case, func, select, update
 from sqlalchemy.engine import Connection
 
-from adspace.exchange import schemas
-from adspace.exchange.config import Settings
-from adspace.exchange.market import LiveMarket
+from adspace.exchange.core.config import Settings
+from adspace.exchange.domain.live_market import LiveMarket
+from adspace.exchange.http import schemas
 from adspace.exchange.services.accounts import AccountService
 from adspace.exchange.services.auctions import MONEY_COLUMNS, money_of
-from adspace.exchange.services.charges import Charge
 from adspace.exchange.services.common import (
     EXCHANGE_OWNER,
     Conflict,
@@ -35,8 +34,9 @@ from adspace.exchange.services.common import (
 )
 from adspace.exchange.services.holds import PublisherHolds
 from adspace.exchange.store import Store
-from adspace.exchange.store.models import Auction, Campaign, LedgerAccount, LedgerPosting, LedgerTransaction
+from adspace.exchange.store.charges import Charge
 from adspace.exchange.store.rawsql import integrity_errors
+from adspace.exchange.store.tables import Auction, Campaign, LedgerAccount, LedgerPosting, LedgerTransaction
 
 __all__ = ["BillingService"]
 

@@ -1,6 +1,6 @@
 """Campaigns: create, read, update, pause, delete; and the in-memory market they feed.
 
-Every committed change is applied to the :class:`~adspace.exchange.market.LiveMarket` before the
+Every committed change is applied to the :class:`~adspace.exchange.domain.live_market.LiveMarket` before the
 request that made it returns, so the next auction sees it.
 """
 
@@ -10,12 +10,12 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from adspace.exchange import schemas
-from adspace.exchange.market import CampaignState, LiveMarket
-from adspace.exchange.security import new_id
+from adspace.exchange.core.apikeys import new_id
+from adspace.exchange.domain.live_market import CampaignState, LiveMarket
+from adspace.exchange.http import schemas
 from adspace.exchange.services.common import Conflict, NotFound, Principal, ServiceError, as_utc, utcnow, vec, vec_bytes
 from adspace.exchange.store import Store
-from adspace.exchange.store.models import Campaign, CampaignKeyword
+from adspace.exchange.store.tables import Campaign, CampaignKeyword
 
 __all__ = ["CampaignService", "campaign_state"]
 

@@ -87,10 +87,10 @@ def vec(b: bytes) -> np.ndarray:
 
 
 def conversation_text(messages: list[dict[str, str]]) -> str:
-    """The text embedded for a conversation: :func:`adspace.market.conversation_text` (the project's one
+    """The text embedded for a conversation: :func:`adspace.marketfiles.conversation_text` (the project's one
     definition: the last user turns, most recent first). Raises :class:`ServiceError` naming
     ``messages`` when there is no user turn to auction."""
-    from adspace.market import conversation_text as _text
+    from adspace.marketfiles import conversation_text as _text
 
     try:
         return _text(messages)[-2000:]

@@ -26,7 +26,7 @@ import heapq
 import threading
 from datetime import datetime
 
-from adspace.exchange.market import CampaignState
+from adspace.exchange.domain.live_market import CampaignState
 
 __all__ = ["PublisherHolds"]
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy import case, func, select
 
-from adspace.exchange import schemas
+from adspace.exchange.http import schemas
 from adspace.exchange.services.common import Principal
 from adspace.exchange.store import Store
-from adspace.exchange.store.models import Auction, Campaign
+from adspace.exchange.store.tables import Auction, Campaign
 
 __all__ = ["ReportService"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from adspace.exchange.store.models import Base
+from adspace.exchange.store.tables import Base
 
 try:
     config = context.config

@@ -1,0 +1,1 @@
+"""exchange/core/__init__.py"""

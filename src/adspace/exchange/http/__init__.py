@@ -1,0 +1,1 @@
+"""exchange/http/__init__.py"""

@@ -1,0 +1,1 @@
+"""exchange/services/dashboard/__init__.py"""

@@ -1,0 +1,1 @@
+"""experiments/mosaic/__init__.py"""

@@ -1,9 +1,0 @@
-"""LLM-Auction (Zhao et al., arXiv 2512.10551): ad-integrated generation, simulated users, the pCTR model and IRPO training.
-
-Layers: :mod:`.format` parses the ``@Ad Title@[Ad-ID]`` markup (text only); :mod:`.prompts` builds the
-ad-writer and user-judge prompts; :mod:`.users` holds the user simulators and synthetic profiles;
-:mod:`.environment` samples replies from the shared LLM backend and scores them with the mechanism
-quantities of :mod:`adspace.mechanisms.generative`; :mod:`.training` trains the pCTR reward model and runs
-IRPO with TRL's DPO; :mod:`.experiment` is ``adspace experiment llm-auction``. Heavy dependencies (torch,
-transformers, trl) are imported inside the functions that need them.
-"""
