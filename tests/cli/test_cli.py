@@ -244,7 +244,7 @@ def test_reach_offline_fit_and_preview_match_the_kernel(runner, embedder, tmp_pa
     cust.write_text("# customers\nwhich trail shoes grip on wet rock?\nmy trail shoes slip on muddy descents\n")
     others = tmp_path / "others.json"
     others.write_text(json.dumps(["how do I file my taxes?", "cheap flights to Lisbon"]))
-    market = Path(__file__).resolve().parents[1] / "src" / "adspace" / "data" / "demo_market.json"
+    market = Path(__file__).resolve().parents[2] / "src" / "adspace" / "data" / "demo_market.json"
     args = ["reach", "--customers", str(cust), "--non-customers", str(others), "--bid", "2", "--market", str(market)]
     result = runner.invoke(app, [*args, "--json"])
     assert result.exit_code == 0, result.output

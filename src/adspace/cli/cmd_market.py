@@ -39,9 +39,9 @@ def _quiet_model_loading() -> None:
 
 def _demo_reserve() -> float:
     """The shipped demo market's reserve in currency units (read from the file, so --help cannot drift)."""
-    from adspace.marketfiles import _data
+    from adspace.marketfiles import shipped_data
 
-    raw = _data("demo_market.json")
+    raw = shipped_data("demo_market.json")
     return raw["reserve_micros"] / 1e6 if "reserve_micros" in raw else float(raw.get("reserve", 0.0))
 
 

@@ -60,7 +60,7 @@ __all__ = [
     "summarize",
 ]
 
-DEFAULT_DATA = Path(__file__).resolve().parents[4] / "shared" / "data" / "webis-ads"
+DEFAULT_DATA = Path(__file__).resolve().parents[5] / "shared" / "data" / "webis-ads"
 METHODS = ("baseline", "context")
 
 

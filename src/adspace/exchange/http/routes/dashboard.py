@@ -18,7 +18,7 @@ from adspace.exchange.services.dashboard.market_views import RECENT_MAX
 
 __all__ = ["router", "STATIC"]
 
-STATIC = Path(__file__).resolve().parent.parent / "static"
+STATIC = Path(__file__).resolve().parents[2] / "static"
 _ASSETS = {"app.js": "text/javascript", "app.css": "text/css", "favicon.svg": "image/svg+xml"}
 
 router = APIRouter(tags=["dashboard"])
