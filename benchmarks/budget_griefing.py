@@ -2,7 +2,7 @@
 budget does it lock, how fast, for how long, and does any other publisher still get the campaign?
 
 Starts the real server (``python -m adspace.exchange``) on a fresh SQLite file on a free 127.0.0.1 port,
-once per setting of ``ADSPACE_PUBLISHER_HOLD_CAP_BPS`` (10000 = no cap, the exchange before issue 12;
+once per setting of ``ADSPACE_PUBLISHER_HOLD_CAP_BPS`` (10000 = no cap;
 1000 = the default cap of 10 % of the budget). In each: a victim campaign (bid 3, budget 30 units) and a
 twin of another advertiser at the same point (bid 2 units, so every win holds a price of 2 units);
 the attacker runs ``--auctions`` auctions at that point and bills none; then an honest publisher runs

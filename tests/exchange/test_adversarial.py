@@ -1,8 +1,7 @@
 """The exchange attacked as an adversary would, over HTTP, on SQLite and PostgreSQL.
 
-Each test plays one attack from issue 12 ("Trust boundaries of the exchange") and asserts that it no
-longer works: respelling the API key to dodge the rate limit, flooding random keys to reset everyone's
-limit, a publisher reading bids to set the reserve just below the winner's value, OpenRTB currencies
+Each test plays one attack on the exchange's trust boundaries and asserts that it does not work:
+respelling the API key to dodge the rate limit, flooding random keys to reset everyone's limit, a publisher reading bids to set the reserve just below the winner's value, OpenRTB currencies
 ignored, unbounded query vectors, and a publisher locking an advertiser's budget with auctions it
 never bills.
 """

@@ -1,4 +1,4 @@
-"""Two exchange processes on one PostgreSQL stay consistent (issue 7).
+"""Two exchange processes on one PostgreSQL stay consistent.
 
 Both servers are real ``python -m adspace.exchange`` processes on loopback ports, sharing one fresh
 PostgreSQL database (``ADSPACE_TEST_DATABASE_URL``; the test fails, not skips, without it in CI):
