@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import zlib
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,9 +14,11 @@ from hypothesis import strategies as st
 
 from adspace.experiments.comparison.adapters import CurrencyMosaic, LLMAuctionPolicy, PlainAnswers, SlotVCG
 from adspace.experiments.comparison.harness import (
+    PLAIN_SYSTEM,
     Episode,
     ForwardCounter,
     Judge,
+    Mechanism,
     Shown,
     episodes_from,
     evaluate,
@@ -169,6 +172,71 @@ def test_relevance_is_read_from_the_judgments():
         ad = ADS[s.slot]
         assert m["relevant_ads"] == int(ad.ad_id in ep.query.relevant)
         assert m["candidates_relevant"] == 1 and m["candidates"] == 3
+
+
+# ------------------------------------------------------------------------- each adapter is its kernel
+
+
+def test_vcg_adapter_is_the_kernel_with_a_separate_slot():
+    """The slot VCG shows :func:`vcg.clear`'s winner on the kernel's own inputs in a separate slot below the
+    untouched plain answer; only the winner pays, and what it pays comes from the kernel's Clarke payment."""
+    _, clicks, answers, (mech, *_), judge = setup()
+    assert isinstance(mech, Mechanism)
+    ep = episodes_from(queries(), seed=4)[0]
+    shown = mech.run(ep, ep.values)
+    vecs = BagEmbedder().embed([ep.query.text] + [ClickModel.ad_text(a) for a in ADS])
+    res = vcg.clear(vecs[:1], vecs[1:], np.ones(3), ep.values)
+    w = int(res.winner[0])
+    assert shown.slot == w and shown.reply == answers.get(ep).text
+    want = gen.to_micros(ep.values[w] * float(res.payment[0]) / float(res.value[0]))
+    assert shown.price_per_click[w] == int(want)
+    assert not np.delete(shown.price_per_click, w).any() and not shown.fixed.any()
+    ctr = clicks.probabilities([(ep.query, parse_reply(judge.displayed(ep, shown), ADS))])[0]
+    assert judge.measure(ep, shown)["revenue"] == pytest.approx(shown.price_per_click[w] / gen.MICROS * ctr[w])
+
+
+def test_mosaic_adapter_matches_the_kernel():
+    """MOSAIC's shown reply is one of its candidates and its payments are the kernel's Rochet payments on
+    candidates sampled and scored independently here; the harness times and counts its work."""
+    llm, clicks, _, _, judge = setup()
+    mech = CurrencyMosaic(llm, clicks, m=6, max_new_tokens=3)
+    assert isinstance(mech, Mechanism) and mech.name == "mosaic-context"
+    ep = episodes_from(queries(2), seed=2)[1]
+    shown = mech.run(ep, ep.values)
+    q = ep.query
+    from adspace.experiments.llm_auction.prompts import ad_writer_messages
+
+    prompt = ad_writer_messages(q.text, q.profile, q.candidates, None, short=True)
+    (row,) = llm.sample([prompt], 6, seed=ep.seed, max_new_tokens=3, temperature=0.7, top_p=0.8)
+    texts = [r.text for r in row]
+    log_ref = llm.score([[{"role": "system", "content": PLAIN_SYSTEM}, {"role": "user", "content": q.text}]] * 6, row)
+    ctr = np.stack(clicks.probabilities([(q, parse_reply(t, ADS)) for t in texts]), axis=1)
+    want = mosaic.payments(ep.values[:, None] * ctr, log_ref, np.array([r.logprob for r in row]), 1.0)
+    np.testing.assert_allclose(shown.fixed, want)
+    assert shown.reply in texts and shown.slot is None and not shown.price_per_click.any()
+    (got,) = evaluate([mech], [ep], judge)["mosaic-context"]
+    assert {"seconds", "cpu_seconds", "llm_passes", "embedder_texts"} <= set(got)
+
+
+def test_evaluate_runs_every_mechanism_on_the_same_inputs():
+    _, _, _, (vcg_m, mb, *_), judge = setup()
+    eps = episodes_from(queries(2), seed=1)
+    rows = evaluate([vcg_m, mb], eps, judge)
+    assert list(rows) == ["embedding-vcg", "mosaic-baseline"]
+    for rs in rows.values():
+        assert [r["query_id"] for r in rs] == [e.query.query_id for e in eps]
+    with pytest.raises(ValueError, match="lacks name"):
+        evaluate([object()], eps, judge)
+
+
+def test_episode_inputs_are_validated():
+    q = queries()[0]
+    with pytest.raises(ValueError, match="values: need one positive value per candidate"):
+        Episode(q, np.array([1.0, 0.0, 2.0]), 0, 0)
+    with pytest.raises(ValueError, match=r"query\.candidates\[1\]\.ad_id: duplicate"):
+        Episode(replace(q, candidates=(ADS[0], ADS[0], ADS[2])), np.array([1.0, 2.0, 3.0]), 0, 0)
+    with pytest.raises(ValueError, match="query.text: must be a non-empty"):
+        Episode(replace(q, text=" "), np.array([1.0, 2.0, 3.0]), 0, 0)
 
 
 # ---------------------------------------------------------------------------------- seeds and timing
@@ -368,10 +436,10 @@ class TrainedWordLLM(WordLLM):
 def test_llm_auction_experiment_rows_are_the_compare_commands_rows():
     """``adspace experiment llm-auction`` evaluates through the harness: its VCG, MOSAIC and LLM-Auction
     rows are, to the number, the rows ``adspace experiment compare`` gets on the same queries and seeds."""
+    from adspace.experiments.comparison.llm_auction_experiment import ExperimentConfig
+    from adspace.experiments.comparison.llm_auction_methods import evaluate_methods
     from adspace.experiments.comparison.runner import CompareConfig, build_mechanisms
     from adspace.experiments.llm_auction.environment import draw_bids
-    from adspace.experiments.llm_auction.evaluation import evaluate_methods
-    from adspace.experiments.llm_auction.experiment import ExperimentConfig
 
     llm, clicks, trained = WordLLM(), ClickModel(seed=5, embedder=BagEmbedder()), TrainedWordLLM()
     qs = queries()

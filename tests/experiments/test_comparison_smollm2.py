@@ -71,3 +71,34 @@ def test_constrained_llm_auction_row_writes_only_valid_markup():
         msgs = ad_writer_messages(q.text, q.profile, ads, [60.0, 20.0], short=True)
         (row,) = sample_constrained(llm, [msgs], [ads], 1, max_new_tokens=8, temperature=0.7, top_p=0.8, seed=seed)
         assert shown.reply == row[0].text
+
+
+def test_llm_auction_adapter_charges_first_price_per_click():
+    """LLM-Auction on SmolLM2 through the harness: the reply holds the ads (no slot), and a clicked ad pays
+    exactly its bid per click, an unclicked one nothing, under the click model's sampled clicks."""
+    import numpy as np
+
+    from adspace.experiments.comparison.adapters import LLMAuctionPolicy
+    from adspace.experiments.comparison.harness import Episode, Judge, Mechanism, evaluate
+    from adspace.experiments.llm_auction.data import AuctionQuery
+    from adspace.experiments.llm_auction.format import Ad, parse_reply
+    from adspace.experiments.llm_auction.users import ClickModel, clicked_vector
+    from adspace.models.llm import get_local_llm
+
+    mech = LLMAuctionPolicy(get_local_llm(), max_new_tokens=8)
+    assert isinstance(mech, Mechanism)
+    ads = (Ad("Ad-0000", "Trail Runner 5", "running shoe"), Ad("Ad-0001", "City Bank Card", "credit card"))
+    q = AuctionQuery("Q", "best marathon shoes?", "", "", "No profile given.", ads)
+    ep = Episode(q, np.array([12.5, 3.0]), 1, 0)
+    clicks = ClickModel()
+    judge = Judge(clicks)
+    (row,) = evaluate([mech], [ep], judge, shading=None)["llm-auction"]
+    shown = mech.run(ep, ep.values)
+    assert shown.slot is None and isinstance(shown.reply, str)
+    assert (shown.price_per_click / 1e6).tolist() == [12.5, 3.0]  # first price: the bid, per click
+    parsed = parse_reply(judge.displayed(ep, shown), ads)
+    clicked = clicked_vector(clicks.feedback([(ep.query, parsed)])[0], ep.query)
+    assert set(np.flatnonzero(clicked)) <= set(parsed.indices)  # only a shown ad is clicked
+    m = judge.measure(ep, shown)
+    assert m["sampled_revenue"] == sum(b for b, c in zip((12.5, 3.0), clicked, strict=True) if c)
+    assert row["shown_ads"] == m["shown_ads"] and row["sampled_revenue"] == m["sampled_revenue"]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from adspace.experiments.comparison.llm_auction_experiment import PAPER_TABLE2, compare_with_paper
 from adspace.experiments.llm_auction.data import AuctionQuery
 from adspace.experiments.llm_auction.environment import draw_bids, prompts_for, score_texts
-from adspace.experiments.llm_auction.experiment import PAPER_TABLE2, compare_with_paper
 from adspace.experiments.llm_auction.format import Ad, parse_reply
 from adspace.experiments.llm_auction.training import explore_replies
 from adspace.experiments.llm_auction.users import Click
@@ -73,33 +73,6 @@ def test_compare_with_paper_orderings():
     assert c["revenue_order_paper"] == ["llm_auction_oracle", "llm_auction", "mosaic", "pretrained"]
     ours["pretrained"]["revenue_per_query"] = 1e9
     assert not compare_with_paper(ours)["revenue_order_matches"]
-
-
-@pytest.mark.slow
-def test_generative_auction_on_the_common_interface():
-    """The generative auction runs through adspace.experiments.compare like the other mechanisms."""
-    from adspace.experiments.compare import AdvertiserSpec, AuctionInput, Mechanism, compare
-    from adspace.experiments.llm_auction.mechanism import GenerativeAuction
-    from adspace.models.llm import get_local_llm
-
-    mech = GenerativeAuction(get_local_llm(), max_new_tokens=8)
-    assert isinstance(mech, Mechanism)
-    auction = AuctionInput(
-        "best marathon shoes?",
-        (
-            AdvertiserSpec("Trail Runner 5", "running shoe", bid=12.5),
-            AdvertiserSpec("City Bank Card", "credit card", bid=3.0),
-        ),
-        seed=1,
-    )
-    (out,) = compare([mech], [auction])
-    assert out.mechanism == "llm-auction" and out.ad_slot is None and isinstance(out.reply, str)
-    assert set(out.payments) == {"Trail Runner 5", "City Bank Card"}
-    for name, bid in (("Trail Runner 5", 12.5), ("City Bank Card", 3.0)):
-        # first price per click: a clicked ad pays exactly its bid, an unclicked one nothing
-        assert out.payments[name] == (bid if name in out.metrics["clicked"] else 0.0)
-        assert set(out.metrics["clicked"]) <= set(out.metrics["inserted"])
-    assert out.revenue == sum(out.payments.values())
 
 
 def test_explore_replies_stratifies_candidates_within_a_query():

@@ -46,7 +46,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from adspace.experiments.llm_auction.data import AuctionQuery
-from adspace.experiments.llm_auction.format import parse_reply
+from adspace.experiments.llm_auction.format import check_candidates, parse_reply
 from adspace.experiments.stats import bootstrap_ci
 from adspace.mechanisms import llm_auction as gen
 
@@ -76,7 +76,12 @@ def plain_messages(query: str) -> list[dict]:
 
 @dataclass(frozen=True)
 class Episode:
-    """One held-out query: candidates, true values per click (currency), sampling seed, the shading advertiser."""
+    """One held-out query: candidates, true values per click (currency), sampling seed, the shading advertiser.
+
+    Validated on creation: the query's text is non-empty, its candidates pass
+    :func:`adspace.experiments.llm_auction.format.check_candidates` (distinct ids among them), there is one
+    positive value per candidate and ``shader`` indexes a candidate.
+    """
 
     query: AuctionQuery
     values: NDArray[np.float64]
@@ -84,6 +89,12 @@ class Episode:
     shader: int
 
     def __post_init__(self) -> None:
+        if not isinstance(self.query.text, str) or not self.query.text.strip():
+            raise ValueError(f"query.text: must be a non-empty string, got {self.query.text!r}")
+        try:
+            check_candidates(self.query.candidates)
+        except ValueError as exc:
+            raise ValueError(f"query.{exc}") from None
         v = np.asarray(self.values, dtype=np.float64)
         if v.shape != (len(self.query.candidates),) or not (np.isfinite(v).all() and (v > 0).all()):
             raise ValueError(f"values: need one positive value per candidate ({len(self.query.candidates)}), got {v}")

@@ -122,8 +122,8 @@ def held_out_queries(cfg: CompareConfig) -> list:
 
 def run_comparison(cfg: CompareConfig, out_dir: str | Path, *, progress=None, say=None) -> dict:
     """Run the comparison; write ``compare.json``, ``compare.csv``, ``compare.png`` under ``out_dir``."""
-    from adspace.experiments.comparison.checkpoint import load_policy
     from adspace.experiments.comparison.report import write_csv, write_figure
+    from adspace.experiments.llm_auction.checkpoint import load_policy
     from adspace.experiments.llm_auction.users import ClickModel
     from adspace.models.llm import LocalLLM
 

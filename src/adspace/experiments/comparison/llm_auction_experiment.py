@@ -1,6 +1,6 @@
 """``adspace experiment llm-auction``: train LLM-Auction by IRPO and compare it with the other mechanisms.
 
-Every method is evaluated by the comparison harness (:mod:`.evaluation` over
+Every method is evaluated by the comparison harness (:mod:`.llm_auction_methods` over
 :mod:`adspace.experiments.comparison.harness`, the one evaluation path that ``adspace experiment compare``
 uses too): on the same held-out queries, users and values (drawn once from ``{1..100}``; every advertiser bids its value), each method shows one reply
 per episode (``eval_samples`` episodes per query, other seeds), and the harness's judge measures it
@@ -35,7 +35,7 @@ Methods
 
 The plain assistant (the VCG's answers and the ``Δ NLL`` reference) is the pre-trained model, loaded
 apart and never trained. The ad-writer warm start is saved as ``epoch_0/adapter`` of each IRPO run
-(:func:`adspace.experiments.comparison.checkpoint.save_delta_adapter`), so that the run folder rebuilds
+(:func:`adspace.experiments.llm_auction.checkpoint.save_delta_adapter`), so that the run folder rebuilds
 the trained model (``adspace experiment compare --llm-auction-checkpoint DIR/irpo_pctr``).
 
 A bid sweep (ad 0 of ``sweep_queries`` test queries, bids ``sweep_bids``, others fixed, ``sweep_samples``
@@ -56,9 +56,9 @@ from typing import Any
 
 import numpy as np
 
+from adspace.experiments.comparison.llm_auction_methods import evaluate_methods
 from adspace.experiments.llm_auction.data import load_queries, split
 from adspace.experiments.llm_auction.environment import draw_bids, prompts_for, score_texts
-from adspace.experiments.llm_auction.evaluation import evaluate_methods
 from adspace.experiments.llm_auction.training import IRPOConfig, run_irpo, sample_replies
 from adspace.experiments.llm_auction.users import ClickModel
 from adspace.experiments.llm_auction.warmstart import WarmStartConfig, warm_start, warm_start_examples, writer_figures
@@ -93,15 +93,15 @@ class ExperimentConfig:
     oracle: bool = True
     seed: int = 0
     data: str | None = None
-    # 3 IRPO epochs of at most 32 pairs, one DPO pass each in batches of 8 (measured: 24 queries x 2 epochs x
-    # 2 passes in batches of 4 made the policy flood its replies with ads after epoch 1, docs/llm-auction.md)
+    # 3 IRPO epochs of at most 32 pairs, one DPO pass each in batches of 8: few, large DPO steps per epoch,
+    # so that the policy does not flood its replies with ads after the first epoch (docs/llm-auction.md)
     irpo: IRPOConfig = field(
         default_factory=lambda: IRPOConfig(
             max_new_tokens=40, max_pairs=32, constrained=True, epochs=3, batch_size=8, dpo_epochs=1
         )
     )
-    # the supervised warm start (:mod:`.warmstart`, ``--warm-start``); off by default: measured, it did not
-    # raise the insertion rate at this scale (docs/llm-auction.md), and its time goes to IRPO instead
+    # the supervised warm start (:mod:`adspace.experiments.llm_auction.warmstart`, ``--warm-start``); off by
+    # default: it does not raise the insertion rate at this scale (docs/llm-auction.md), so its time goes to IRPO
     warm: WarmStartConfig | None = None
     n_warm: int = 48  # warm-start queries (disjoint from training and held-out queries)
     writer_check: int = 12  # held-out queries (x 2 replies) for the ad-writer stage's before/after figures
@@ -135,7 +135,7 @@ class ExperimentConfig:
             max_new_tokens=64,
             max_pairs=None if pairs is None else round(pairs * n_train / recipe.n_train),  # as many per query
             batch_size=16,
-            dpo_epochs=2,  # two passes over each epoch's pairs, as measured on an H100
+            dpo_epochs=2,  # two passes over each epoch's pairs (the GPU recipe, docs/llm-auction.md)
         )
         base: dict[str, Any] = dict(
             n_train=n_train,
@@ -230,7 +230,7 @@ def _writer_check(backend, test, bids, user, cfg: ExperimentConfig) -> dict:
 
 
 def _ad_writer_stage(backend, warm_q, test, bids, user, cfg: ExperimentConfig, rng) -> dict:
-    """The warm start (:mod:`.warmstart`) on ``warm_q``, with its figures on held-out queries before and after."""
+    """The warm start (:mod:`adspace.experiments.llm_auction.warmstart`) on ``warm_q``, with its figures on held-out queries before and after."""
     before = _writer_check(backend, test, bids, user, cfg)
     warm_bids = draw_bids(len(warm_q), cfg.n_candidates, rng, cfg.irpo.bid_low, cfg.irpo.bid_high)
     examples = warm_start_examples(backend, warm_q, warm_bids, cfg.warm, short=cfg.irpo.short_prompt)
@@ -244,7 +244,7 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, *, progress=None)
 
     Before each phase, what is done so far goes to ``results.partial.json`` (removed at the end), so a run
     cut short still leaves its finished phases."""
-    from adspace.experiments.comparison.checkpoint import save_delta_adapter
+    from adspace.experiments.llm_auction.checkpoint import save_delta_adapter
     from adspace.models.llm import LocalLLM
 
     say = progress or (lambda s: None)

@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from adspace.cli import app
-from adspace.experiments.comparison.checkpoint import (
+from adspace.experiments.llm_auction.checkpoint import (
     Checkpoint,
     apply_checkpoint,
     resolve,
@@ -148,8 +148,8 @@ def test_the_held_out_queries_follow_the_runs_warm_start_and_training_queries(tm
 
 def test_the_compare_commands_default_split_is_the_llm_auction_experiments():
     """Without a checkpoint, ``compare`` holds out the queries after the LLM-Auction default's training queries."""
+    from adspace.experiments.comparison.llm_auction_experiment import ExperimentConfig
     from adspace.experiments.comparison.runner import CompareConfig
-    from adspace.experiments.llm_auction.experiment import ExperimentConfig
 
     default = ExperimentConfig()
     assert default.warm is None  # no warm-start queries before the training ones

@@ -8,7 +8,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from adspace.experiments.llm_auction.experiment import ExperimentConfig
+from adspace.experiments.comparison.llm_auction_experiment import ExperimentConfig
 
 
 def test_full_is_the_default_recipe_at_a_larger_scale_on_the_device_asked_for():

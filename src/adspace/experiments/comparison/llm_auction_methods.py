@@ -12,7 +12,7 @@ names the harness's figures as ``results.json`` does (``revenue_per_query``, ``r
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -21,15 +21,14 @@ from adspace.experiments.comparison.harness import Judge, episodes_from, evaluat
 from adspace.experiments.comparison.harness import summarize as summarize_rows
 from adspace.experiments.comparison.runner import CompareConfig, build_mechanisms, llm_auction_mechanism
 
-if TYPE_CHECKING:
-    from adspace.experiments.llm_auction.experiment import ExperimentConfig
-
 __all__ = ["TABLE2_KEYS", "compare_config", "evaluate_methods", "method_summary"]
 
 
-def compare_config(cfg: ExperimentConfig) -> CompareConfig:
-    """The comparison's configuration for this experiment: its held-out queries (after the warm-start and
-    training queries), its sampling (``cfg.irpo``), MOSAIC's ``M`` and ``τ`` and the VCG's ``σ``."""
+def compare_config(cfg: Any) -> CompareConfig:
+    """The comparison's configuration for the experiment's ``cfg`` (an
+    :class:`~adspace.experiments.comparison.llm_auction_experiment.ExperimentConfig`, which imports this
+    module): its held-out queries (after the warm-start and training queries), its sampling
+    (``cfg.irpo``), MOSAIC's ``M`` and ``τ`` and the VCG's ``σ``."""
     n_warm = cfg.n_warm if cfg.warm is not None else 0
     return CompareConfig(
         n_queries=cfg.n_test,
@@ -79,7 +78,7 @@ def evaluate_methods(
     policies: dict,
     user,
     test,
-    cfg: ExperimentConfig,
+    cfg: Any,
     *,
     constrained: bool = True,
     values=None,
