@@ -1,7 +1,7 @@
 """One IRPO DPO epoch with and without TRL's ``precompute_ref_log_probs``, on the same pairs and machine.
 
-The pairs are what IRPO builds: ad-writer prompts of held-out-sized webis-ads queries (or the shipped demo
-market), a chosen reply carrying a candidate's markup and a rejected reply without. Each variant trains a
+The pairs are what IRPO builds: ad-writer prompts of held-out-sized queries of the Webis ads data set
+(found through ``$ADSPACE_WEBIS_DATA``; without it, the shipped demo market), a chosen reply carrying a candidate's markup and a rejected reply without. Each variant trains a
 fresh copy of SmolLM2-135M (LoRA, the default :class:`IRPOConfig` otherwise) and prints JSON: wall and
 process-CPU seconds of ``_dpo_epoch``, the DPO losses (the same pairs and seed give the same losses up to
 float noise) and the load average. ``--profile`` adds the top cProfile entries of the last variant.

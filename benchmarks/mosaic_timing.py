@@ -1,8 +1,8 @@
 """Where a MOSAIC auction on text spends its time: generation, reward scoring, the mechanism.
 
 Runs the experiment's own loop (:func:`adspace.experiments.mosaic.study.run_experiment`, figures off) on
-``--instances`` queries x ``--seeds`` seeds (webis-ads from ``--data DIR``, by default from beside
-the repository, else the shipped demo market), ``--batch`` instances per batched call: both versions (baseline: candidates from π_ref;
+``--instances`` queries x ``--seeds`` seeds (the Webis ads data set from ``--data DIR`` or
+``$ADSPACE_WEBIS_DATA``, else the shipped demo market), ``--batch`` instances per batched call: both versions (baseline: candidates from π_ref;
 context-aware: from π_con) sample M candidates in one call, score them under π_ref and each advertiser's
 LLM in one call per version, and run the mechanism (allocation and Rochet payments with and without
 offset for every M in ``--ms``), exactly as ``adspace experiment mosaic --batch K`` does. Prints JSON:
@@ -73,7 +73,7 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=32)
     ap.add_argument("--temperature", type=float, default=0.8)
     ap.add_argument("--top-p", type=float, default=0.95)
-    ap.add_argument("--data", default=None, help="webis-ads folder (default: beside the repository, else the demo)")
+    ap.add_argument("--data", default=None, help="Webis ads data folder (default: $ADSPACE_WEBIS_DATA, else the demo)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--scoring", default="auto", choices=["auto", "cached", "padded"])

@@ -9,7 +9,8 @@ from importlib import resources
 import numpy as np
 import pytest
 
-from adspace.experiments.llm_auction.data import DEFAULT_DATA, AuctionQuery, load_queries, split
+from adspace.experiments.datasets import WHERE_TO_GET_IT, webis_data
+from adspace.experiments.llm_auction.data import AuctionQuery, load_queries, split
 from adspace.experiments.llm_auction.format import Ad, insert_markup, parse_reply
 from adspace.experiments.llm_auction.profiles import generate_profiles, load_profiles, profile_text
 from adspace.experiments.llm_auction.prompts import ad_writer_messages, user_judge_messages
@@ -51,9 +52,9 @@ def test_demo_queries_reproducible_and_well_formed():
         load_queries(2, data="/nonexistent/webis")
 
 
-@pytest.mark.skipif(not DEFAULT_DATA.is_dir(), reason="webis-ads is read from ../shared/data at run time")
+@pytest.mark.skipif(webis_data() is None, reason=f"needs the Webis ads data set: {WHERE_TO_GET_IT}")
 def test_webis_queries_have_their_judged_relevant_ads_among_candidates():
-    qs = load_queries(30, data=DEFAULT_DATA, n_candidates=4, n_relevant=2, seed=0)
+    qs = load_queries(30, data=webis_data(), n_candidates=4, n_relevant=2, seed=0)
     assert len(qs) == 30
     for q in qs:
         ids = {c.ad_id for c in q.candidates}

@@ -13,6 +13,7 @@ import zlib
 import numpy as np
 import pytest
 
+from adspace.experiments.datasets import WEBIS_ENV, WHERE_TO_GET_IT, webis_data
 from adspace.experiments.mosaic import study
 from adspace.experiments.mosaic.study import Advertiser, Instance
 from adspace.mechanisms import mosaic
@@ -192,14 +193,15 @@ def test_paper_without_a_gpu_says_so(tmp_path):
 
 
 def test_webis_instances_have_two_judged_relevant_advertisers():
-    if not study.DEFAULT_DATA.is_dir():
-        pytest.skip("webis-ads not present beside the repository")
+    root = webis_data()
+    if root is None:
+        pytest.skip(f"needs the Webis ads data set: {WHERE_TO_GET_IT}")
     insts, source = study.load_instances(None, n_queries=5, seed=0)
     assert source == "webis-ads" and len(insts) == 5
     import csv
 
     topic, q = insts[0].query_id.split(":", 1)
-    with (study.DEFAULT_DATA / "advertisements" / f"{topic}_query_pairs.csv").open() as fh:
+    with (root / "advertisements" / f"{topic}_query_pairs.csv").open() as fh:
         relevant = {row["advertisement"] for row in csv.DictReader(fh) if row["query"] == q}
     assert len(insts[0].advertisers) == 2 and {a.name for a in insts[0].advertisers} <= relevant
 
@@ -213,14 +215,14 @@ def test_bad_data_folder_is_named(tmp_path):
 
 @pytest.mark.slow
 def test_command_runs_on_smollm2_with_the_demo_market(tmp_path, monkeypatch):
-    """The real command, end to end, on the shipped demo market (webis-ads hidden), tiny settings."""
+    """The real command, end to end, on the shipped demo market (the Webis data set hidden), tiny settings."""
     import torch
     from typer.testing import CliRunner
 
     from adspace.cli import app
 
     torch.set_num_threads(1)
-    monkeypatch.setattr(study, "DEFAULT_DATA", tmp_path / "no-webis")
+    monkeypatch.delenv(WEBIS_ENV, raising=False)
     result = CliRunner().invoke(
         app,
         [

@@ -1,4 +1,5 @@
-"""Seed 000's Figures 1-3, computed by adspace's own kernel, and the slice/projection views of a market.
+"""Figures 1-3 of J. Kim, "Formally Verified VCG Mechanisms for Advertising in Embedding Spaces" (2026),
+computed by adspace's own kernel, and the slice/projection views of a market.
 
 Every number drawn here comes from :mod:`adspace.mechanisms.vcg` (``clear``, ``score``) or
 :mod:`adspace.mechanisms.geometry` (the paraboloid lift); nothing re-implements scoring.
@@ -8,7 +9,7 @@ Every number drawn here comes from :mod:`adspace.mechanisms.vcg` (``clear``, ``s
   refined by bisection on ``clear``) are the power-diagram cells.
 * **Figure 2** (:func:`figure2_data`): a tight advertiser T and a wide one W (unequal σ). Downstairs
   (on the axis) T's cell is an interval with two boundary points; upstairs, after the paraboloid lift
-  ``x ↦ (x, x²)`` with the lifted sites and weights of Kim 2026, §5.2, the boundary is one straight
+  ``x ↦ (x, x²)`` with the lifted sites and weights of the paper's §5.2, the boundary is one straight
   radical axis, which cuts the parabola exactly at the two boundary points.
 * **Figure 3** (:func:`figure3_data`): shrinking σ at a fixed center against a wide rival with an
   equal bid: the score at the center stays ``log b`` while the territory collapses to the point.
@@ -264,7 +265,7 @@ class Figure2:
 
 
 def radical_axis(centers: ArrayLike, sigmas: ArrayLike, bids: ArrayLike) -> tuple[NDArray[np.float64], float]:
-    """The radical axis of two advertisers' lifted sites and weights (Kim 2026, §5.2).
+    """The radical axis of two advertisers' lifted sites and weights (the paper's §5.2).
 
     Points ``p`` of the lifted space with equal power distance to both:
     ``‖p − s₀‖² − w₀ = ‖p − s₁‖² − w₁``, i.e. ``2 (s₁ − s₀)·p = ‖s₁‖² − ‖s₀‖² − w₁ + w₀``,

@@ -12,10 +12,9 @@ Two variants of the same loop, drawing the same tokens from the same generator s
   stay on the device until the loop ends. Between two checks the GPU runs ahead of the host; after all
   rows have ended the loop runs at most ``eos_every - 1`` idle steps.
 
-The H100 measurement of 2026-11-26 had the synced loop at 0.77x the tokens per second of
-``transformers.generate``; the sync-free loop was written for that. Measured later the same day on an H100
-(``benchmarks/device/sampler_gpu.py``, one batch of 100 prompts x 4 replies x up to 64 tokens), it drew
-the same replies as the synced loop but more slowly: 130 against 145 replies/s (48 against 43 ms per step).
+Which loop is faster on a given GPU is a measurement, not a property of the code:
+``benchmarks/device/sampler_gpu.py`` times both (figures in docs/benchmarks.md), and
+``$ADSPACE_DECODE`` picks one for every device.
 """
 
 from __future__ import annotations

@@ -6,14 +6,13 @@ reply) pairs, few distinct prompts. Two ways to run them, chosen by device (:fun
 * ``"cached"`` (CPU default): each distinct prompt runs once; its key/value cache is repeated for its
   replies, which run in batches of ``batch_size``. Fewest multiply-adds (a prompt is never recomputed),
   but one small forward per (prompt, batch): on a GPU that is a long row of sequential, mostly idle
-  launches (75 per batch of 25 instances in the H100 measurement of 2026-11-26).
+  launches (a MOSAIC batch of 25 instances has 75 distinct prompts).
 * ``"padded"`` (CUDA default): all distinct prompts prefilled in one left-padded forward, then all
   replies, sorted by length and cut into buckets whose padded size (rows x (prompt width + longest
   reply)) stays within a token budget per forward (:func:`padded_token_budget`, from the device's free
   memory), each row continuing its prompt's key/value cache. A batch of the experiment is then a
   handful of large forwards, and no prompt is computed twice (running whole (prompt, reply) sequences
-  instead would recompute the prompt for every pair: 1.8-2.3x the CPU time of the cached path at
-  32-token replies, measured).
+  instead would recompute each prompt once per reply).
 
 Either way the LM head is applied only at reply positions, in chunks, and each position's
 log-probability comes from :func:`adspace.models.kernels.token_logprobs`.

@@ -52,7 +52,7 @@ class CompareConfig:
     top_p: float = 0.8
     shading: float = SHADE
     n_resamples: int = 2000
-    threads: int | None = 1  # torch threads; 1 measured fastest for batch-1 decoding on a shared 2-core machine
+    threads: int | None = 1  # torch threads; more than the free cores of a shared machine slow decoding down
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -106,15 +106,12 @@ def llm_auction_mechanism(
 
 
 def held_out_queries(cfg: CompareConfig) -> list:
-    from adspace.experiments.llm_auction.data import DEFAULT_DATA, load_queries, split
+    """The held-out queries of the Webis ads data set (:func:`adspace.experiments.datasets.require_webis_data`:
+    ``cfg.data``, else ``$ADSPACE_WEBIS_DATA``); ``ValueError`` saying where to get it when there is none."""
+    from adspace.experiments.datasets import require_webis_data
+    from adspace.experiments.llm_auction.data import load_queries, split
 
-    root = Path(cfg.data) if cfg.data else DEFAULT_DATA
-    if not (root / "advertisements").is_dir():
-        where = f"{root}" if cfg.data else f"the default location {root}"
-        raise ValueError(
-            f"data: the Webis ads data set (advertisements/*.csv) is needed for its relevance judgments; "
-            f"none at {where} (give its folder with --data DIR)"
-        )
+    root = require_webis_data(cfg.data, needed_for="its relevance judgments")
     queries = load_queries(cfg.n_train + cfg.n_queries, data=root, n_candidates=cfg.n_candidates, seed=cfg.seed)
     _, test = split(queries, cfg.n_queries)
     return test

@@ -2,14 +2,15 @@
 
 Two sources, the same shape (:class:`AuctionQuery`):
 
-* **webis-ads** (``--data DIR``, default ``../shared/data/webis-ads`` when present): 1,000 real
+* **the Webis ads data set** (``--data DIR`` or ``$ADSPACE_WEBIS_DATA``, found by
+  :func:`adspace.experiments.datasets.webis_data`): 1,000 real
   advertisers in 10 topics with quality descriptions, real search queries and judged-relevant
   query-advertiser pairs. An ad is ``Ad-NNNN`` (its row over all topics, topics in alphabetical order),
   titled with the advertiser's name and described as "<type>: <qualities>". A query's candidates are up to
   ``n_relevant`` of its judged-relevant advertisers plus advertisers of the same topic drawn at random
   (distractors) up to ``n_candidates``; the relevant ones are remembered for evaluation.
-* **the shipped demo** (``adspace/data/demo_market.json`` and ``demo_conversations.json``) when the
-  folder is absent: the user turns of each demo conversation, joined, are a query, the 16 fictional
+* **the shipped demo** (``adspace/data/demo_market.json`` and ``demo_conversations.json``) when neither
+  names a folder: the user turns of each demo conversation, joined, are a query, the 16 fictional
   advertisers are the ads (title = creative title, description = advertiser description); candidates are
   drawn at random from all ads (the demo has no relevance judgments).
 
@@ -27,12 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
+from adspace.experiments.datasets import webis_data
 from adspace.experiments.llm_auction.format import Ad, check_candidates
 from adspace.experiments.llm_auction.profiles import load_profiles, profile_text
 
-__all__ = ["AuctionQuery", "DEFAULT_DATA", "load_queries", "split"]
-
-DEFAULT_DATA = Path(__file__).resolve().parents[5] / "shared" / "data" / "webis-ads"
+__all__ = ["AuctionQuery", "load_queries", "split"]
 
 
 @dataclass(frozen=True)
@@ -148,11 +148,12 @@ def load_queries(
     seed: int = 0,
     demo: bool = False,
 ) -> list[AuctionQuery]:
-    """``n`` auctions from webis-ads at ``data`` (default :data:`DEFAULT_DATA`) or, when absent, the demo.
+    """``n`` auctions from the Webis ads data set at ``data`` (else ``$ADSPACE_WEBIS_DATA``, see
+    :func:`adspace.experiments.datasets.webis_data`) or, when neither names a folder, the shipped demo.
 
-    ``demo=True`` uses the shipped demo market even when webis-ads is present.
+    ``demo=True`` uses the shipped demo market even when the data set is found.
 
-    Raises ``ValueError`` naming ``data`` when an explicitly given folder does not exist, and
+    Raises ``ValueError`` naming ``data`` (or the variable) when the folder it names does not exist, and
     ``n_candidates`` / ``n`` when they are not positive.
     """
     if int(n) != n or n < 1:
@@ -164,13 +165,9 @@ def load_queries(
     rng = np.random.default_rng(seed)
     if demo:
         return _load_demo(int(n), int(n_candidates), rng)
-    if data is not None:
-        root = Path(data)
-        if not root.is_dir():
-            raise ValueError(f"data: no such folder {str(root)!r}")
+    root = webis_data(data)
+    if root is not None:
         return _load_webis(root, int(n), int(n_candidates), int(n_relevant), rng)
-    if DEFAULT_DATA.is_dir():
-        return _load_webis(DEFAULT_DATA, int(n), int(n_candidates), int(n_relevant), rng)
     return _load_demo(int(n), int(n_candidates), rng)
 
 

@@ -41,12 +41,12 @@ from typing import Any
 
 import numpy as np
 
+from adspace.experiments.datasets import webis_data
 from adspace.mechanisms import mosaic
 from adspace.models.llm import LLMBackend, Message, Reply, messages
 
 __all__ = [
     "Advertiser",
-    "DEFAULT_DATA",
     "Instance",
     "MosaicConfig",
     "TextAuction",
@@ -60,7 +60,6 @@ __all__ = [
     "summarize",
 ]
 
-DEFAULT_DATA = Path(__file__).resolve().parents[5] / "shared" / "data" / "webis-ads"
 METHODS = ("baseline", "context")
 
 
@@ -104,7 +103,7 @@ def context_prompt(query: str, advs: Sequence[Advertiser]) -> list[Message]:
 
 
 # --------------------------------------------------------------------------------------------------
-# Data: webis-ads (a query and two judged-relevant advertisers) or the shipped demo market
+# Data: the Webis ads data set (a query and two judged-relevant advertisers) or the shipped demo market
 # --------------------------------------------------------------------------------------------------
 
 
@@ -166,17 +165,16 @@ def load_instances(
 ) -> tuple[list[Instance], str]:
     """``n_queries`` instances with ``n_advertisers`` advertisers each, and the source's name.
 
-    From webis-ads at ``data`` (default :data:`DEFAULT_DATA`): queries with at least two judged-relevant
+    From the Webis ads data set at ``data`` (else ``$ADSPACE_WEBIS_DATA``, see
+    :func:`adspace.experiments.datasets.webis_data`): queries with at least two judged-relevant
     advertisers, drawn at random (``seed``), and two of their relevant advertisers, also at random.
-    When the folder is absent (and ``data`` is None) the shipped demo market is used.
+    When neither names a folder, the shipped demo market is used.
     """
     if n_queries < 1:
         raise ValueError(f"n_queries: must be >= 1, got {n_queries}")
-    root = Path(data) if data is not None else DEFAULT_DATA
-    if data is not None and not root.is_dir():
-        raise ValueError(f"data: no such folder: {root}")
+    root = webis_data(data)
     rng = np.random.default_rng(seed)
-    if root.is_dir():
+    if root is not None:
         pool, source = _webis(root), "webis-ads"
     else:
         pool, source = _demo(), "demo"
@@ -436,13 +434,13 @@ def _timing(rows: Sequence[dict[str, Any]], suffix: str) -> dict[str, float]:
 class MosaicConfig:
     """``adspace experiment mosaic`` settings.
 
-    The default (5 queries x 3 seeds, M up to 16, 32 new tokens, one torch thread) takes ~19 CPU-seconds
-    per instance on SmolLM2-135M: 300 s wall on an idle 2-core machine (docs/mosaic.md). One thread:
-    two threads on a busy 2-core machine were 10x slower (oversubscription).
+    The default (5 queries x 3 seeds, M up to 16, 32 new tokens) is sized for a CPU of two cores (its
+    time is in docs/mosaic.md); one torch thread by default, because more threads than free cores
+    oversubscribe them and slow every thread down.
 
     ``batch_instances`` (instances generated and scored per batched call) defaults to the device's
     (:func:`batch_instances_for`): 1 on a CPU, where batching gains nothing once the cores are busy, and
-    25 on CUDA, the batch the H100 measurement of 2026-11-26 ran with.
+    25 on CUDA.
     """
 
     n_queries: int = 5
@@ -483,7 +481,7 @@ class MosaicConfig:
 
 
 def batch_instances_for(device: str) -> int:
-    """Instances per batched call by device: 25 on CUDA (the H100 batch of 2026-11-26), 1 elsewhere.
+    """Instances per batched call by device: 25 on CUDA, 1 elsewhere.
 
     With 25 instances a batch decodes 25 x 2 prompts x 16 candidates = 800 rows at once, and scores
     25 x 5 x 16 = 2,000 (prompt, reply) pairs (both versions); one SmolLM2-135M batch of 128-token
