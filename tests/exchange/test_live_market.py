@@ -8,6 +8,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from adspace.exchange.domain.eligibility import CampaignTerms
 from adspace.exchange.domain.live_market import CampaignState, LiveMarket, Query
 from adspace.mechanisms.vcg import clear
 
@@ -149,10 +150,10 @@ def test_auctions_cleared_in_batches_match_clearing_alone():
             assert out.price_micros == min(int(np.floor(ref.payment[0])), int(bids[w]))
 
 
-def _eligibility_from_scratch(m: LiveMarket, now: datetime):
+def _eligibility_from_scratch(terms: CampaignTerms, now: datetime):
     """The campaign-level eligibility and its counts, computed over every campaign (the reference)."""
-    camp_ok, reasons = m._campaign_reasons(now.timestamp(), now.date().toordinal())
-    counts, left = {}, m._arr["live"].copy()
+    camp_ok, reasons = terms.reasons(now.timestamp(), now.date().toordinal())
+    counts, left = {}, terms.arrays["live"].copy()
     for name in ("paused", "schedule", "budget", "daily_budget"):
         hit = reasons[name] & left
         counts[name] = int(hit.sum())
@@ -219,8 +220,8 @@ def test_eligibility_kept_in_place_equals_a_full_scan(ops):
             now = now + timedelta(seconds=op[1])
         with m._lock:
             m._ensure()
-            camp_ok, counts, left = m._base_eligibility(now)
-            ref_ok, ref_counts = _eligibility_from_scratch(m, now)
+            camp_ok, counts, left = m._terms.eligibility(now)
+            ref_ok, ref_counts = _eligibility_from_scratch(m._terms, now)
         np.testing.assert_array_equal(camp_ok, ref_ok)
         np.testing.assert_array_equal(left, ref_ok)
         assert counts == ref_counts
