@@ -1,4 +1,7 @@
-"""Reports: an advertiser's per-campaign outcomes, and the process's own counters for the admin."""
+"""Reports: an advertiser's per-campaign outcomes (wins, impressions, clicks, spend).
+
+The process's own counters for the admin are :meth:`adspace.exchange.container.Exchange.stats`.
+"""
 
 from __future__ import annotations
 
