@@ -1,13 +1,28 @@
-"""The ``adspace`` command: one sub-command per job.
+"""The ``adspace`` command: the app, and the explicit list of the commands it registers.
 
-Each area registers its commands from its own module (imported at the bottom of this file), and keeps
-heavy imports (torch, the models, the web stack) inside the command functions so ``adspace --help``
-stays fast.
+Each command is a plain function in a module of its own (``cmd_*.py``), with its options declared by
+typer; none of them imports this package, so the list below is the one place that says which commands
+exist and in which order ``adspace --help`` shows them. What they share (the error exit, money as
+text, flags to a config dataclass) is :mod:`adspace.cli.console`. Heavy imports (torch, the models, the
+web stack) stay inside the command functions, so ``adspace --help`` stays fast.
 """
 
 from __future__ import annotations
 
 import typer
+
+from adspace.cli import (
+    cmd_compare,
+    cmd_figures,
+    cmd_llm_auction,
+    cmd_market,
+    cmd_mosaic,
+    cmd_reach,
+    cmd_replay,
+    cmd_serve,
+)
+
+__all__ = ["app", "experiment_app"]
 
 app = typer.Typer(
     name="adspace",
@@ -24,15 +39,20 @@ def _main() -> None:
     """adspace: auctions for advertising inside LLM conversations."""
 
 
-# Command modules register themselves on `app` / `experiment_app` when imported.
-from adspace.cli import cmd_compare as _compare_commands  # noqa: E402,F401
-from adspace.cli import cmd_figures as _figures_commands  # noqa: E402,F401
-from adspace.cli import cmd_llm_auction as _llm_auction_commands  # noqa: E402,F401
-from adspace.cli import cmd_market as commands_market  # noqa: E402,F401
-from adspace.cli import cmd_mosaic as _mosaic_commands  # noqa: E402,F401
-from adspace.cli import cmd_reach as _reach_commands  # noqa: E402,F401
-from adspace.cli import cmd_replay as _replay_commands  # noqa: E402,F401
-from adspace.cli import cmd_serve as _exchange_commands  # noqa: E402,F401
+# (group, command name, function), in the order --help lists them.
+COMMANDS = (
+    (app, "figures", cmd_figures.figures),
+    (app, "demo", cmd_market.demo),
+    (app, "clear", cmd_market.clear_command),
+    (app, "reach", cmd_reach.reach),
+    (app, "replay", cmd_replay.replay_command),
+    (app, "serve", cmd_serve.serve),
+    (experiment_app, "compare", cmd_compare.compare_command),
+    (experiment_app, "llm-auction", cmd_llm_auction.llm_auction),
+    (experiment_app, "mosaic", cmd_mosaic.mosaic_experiment),
+)
+for _group, _name, _command in COMMANDS:
+    _group.command(_name)(_command)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -5,21 +5,26 @@ Heavy imports (torch, transformers) happen inside the command.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from adspace.cli import experiment_app
+from adspace.cli.console import config_from, fail, models_offline, option_message
+
+if TYPE_CHECKING:  # pragma: no cover
+    from adspace.experiments.comparison.runner import CompareConfig
+
+__all__ = ["compare_command"]
 
 
-@experiment_app.command("compare")
 def compare_command(
+    ctx: typer.Context,
     out: Path = typer.Option(
         Path("results/compare"), "--out", help="Folder for compare.json, compare.csv, compare.png."
     ),
     data: Path | None = typer.Option(
-        None, "--data", help="The Webis ads data set folder (found beside the repository when present)."
+        None, "--data", help="The Webis ads data set's folder (default: $ADSPACE_WEBIS_DATA); needed for its judgments."
     ),
     n_queries: int = typer.Option(30, "--queries", help="Held-out queries (each mechanism runs on all of them)."),
     n_train: int | None = typer.Option(
@@ -41,87 +46,90 @@ def compare_command(
     mosaic_m: int = typer.Option(4, "--mosaic-m", help="MOSAIC candidates per query."),
     mosaic_tau: float = typer.Option(1.0, "--mosaic-tau", help="MOSAIC's τ, in currency units."),
     max_new_tokens: int = typer.Option(48, "--max-new-tokens", help="Reply length cap in tokens."),
-    threads: int = typer.Option(
-        1, "--threads", help="torch threads (1: fastest measured for one-query-at-a-time decoding on 2 shared cores)."
-    ),
+    threads: int = typer.Option(1, "--threads", help="torch CPU threads that decode and score each query."),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """The three mechanisms on the same held-out Webis queries, advertisers, values and seeds: value and
     revenue in one currency under one click model, user experience, relevance by the Webis human judgments,
     compute per query, and the measured gain from shading a bid by 20%, with bootstrap 95% intervals."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-    from rich.table import Table
-
-    from adspace.experiments.comparison.checkpoint import resolve, run_split
-    from adspace.experiments.comparison.report import COLUMNS, fmt
-    from adspace.experiments.comparison.runner import CompareConfig, run_comparison
-
-    def fail(msg: str) -> typer.Exit:
-        typer.echo(f"error: {msg}", err=True)
-        return typer.Exit(code=1)
+    models_offline()
+    from adspace.experiments.comparison.runner import CompareConfig, held_out_queries
 
     if data is not None and not data.is_dir():
         raise fail(f"--data: no such folder: {data}")
     try:
-        if checkpoint is not None:
-            split = run_split(resolve(checkpoint))
-            if split is not None:
-                if split["seed"] != seed or split["n_candidates"] != 3:
-                    raise ValueError(
-                        f"--seed: the checkpoint's run drew its queries with seed {split['seed']} and "
-                        f"{split['n_candidates']} candidates; its held-out queries need --seed {split['seed']}"
-                    )
-                if n_train is None:
-                    n_train = split["trained_on"]
-                elif n_train < split["trained_on"]:
-                    raise ValueError(
-                        f"--n-train: the checkpoint's run trained on the first {split['trained_on']} queries "
-                        f"(warm start included); give --n-train {split['trained_on']} or more (or leave it out) "
-                        "so that it is compared on queries it has not seen"
-                    )
-        cfg = CompareConfig(
+        n_train = _n_train(checkpoint, n_train, seed)
+        cfg = config_from(
+            CompareConfig,
             n_queries=n_queries,
-            n_train=CompareConfig.n_train if n_train is None else n_train,
+            n_train=n_train,
             seed=seed,
-            data=str(data) if data else None,
+            data=data,
             mechanisms=tuple(m.strip() for m in mechanisms.split(",") if m.strip()),
-            checkpoint=str(checkpoint) if checkpoint else None,
+            checkpoint=checkpoint,
             mosaic_m=mosaic_m,
             mosaic_tau=mosaic_tau,
             max_new_tokens=max_new_tokens,
             threads=threads,
         )
-    except ValueError as exc:
-        msg = str(exc)
-        for field_, opt in (
-            ("n_queries", "--queries"),
-            ("n_train", "--n-train"),
-            ("mosaic_m", "--mosaic-m"),
-            ("mechanisms", "--mechanisms"),
-            ("threads", "--threads"),
-        ):
-            msg = msg.replace(f"{field_}:", f"{opt}:")
-        raise fail(msg) from None
-    try:
-        from adspace.experiments.comparison.runner import held_out_queries
-
         held_out_queries(cfg)  # the data set is there and readable before any model loads
     except ValueError as exc:
-        raise fail(str(exc).replace("data:", "--data:", 1)) from None
-    console = Console() if Console().is_terminal else Console(width=170)  # a pipe or file: no 80-column wrap
+        raise fail(option_message(exc, ctx)) from None
+    res = _run(cfg, out)
+    _print(res, cfg, out)
+
+
+def _n_train(checkpoint: Path | None, n_train: int | None, seed: int) -> int | None:
+    """``--n-train`` checked against the queries the checkpoint's run trained on (and, left out, those)."""
+    from adspace.experiments.llm_auction.checkpoint import resolve, run_split
+
+    if checkpoint is None:
+        return n_train
+    split = run_split(resolve(checkpoint))
+    if split is None:
+        return n_train
+    if split["seed"] != seed or split["n_candidates"] != 3:
+        raise ValueError(
+            f"--seed: the checkpoint's run drew its queries with seed {split['seed']} and "
+            f"{split['n_candidates']} candidates; its held-out queries need --seed {split['seed']}"
+        )
+    if n_train is None:
+        return split["trained_on"]
+    if n_train < split["trained_on"]:
+        raise ValueError(
+            f"--n-train: the checkpoint's run trained on the first {split['trained_on']} queries "
+            f"(warm start included); give --n-train {split['trained_on']} or more (or leave it out) "
+            "so that it is compared on queries it has not seen"
+        )
+    return n_train
+
+
+def _run(cfg: CompareConfig, out: Path) -> dict:
+    """The comparison, with a progress bar of mechanisms on stderr (gone when it ends)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from adspace.experiments.comparison.runner import run_comparison
+
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task("compare", total=len(cfg.mechanisms))
-        res = run_comparison(
+        return run_comparison(
             cfg,
             out,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
             say=lambda s: bar.update(task, description=s),
         )
+
+
+def _print(res: dict, cfg: CompareConfig, out: Path) -> None:
+    """One column per mechanism, one row per metric; then the models, the time and where the files are."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from adspace.experiments.comparison.report import COLUMNS, fmt
+
+    console = Console() if Console().is_terminal else Console(width=170)  # a pipe or file: no 80-column wrap
     table = Table(title=f"{cfg.n_queries} held-out Webis queries; money in {res['currency']}")
     table.add_column("metric (mean [95% CI])")
     names = list(res["mechanisms"])

@@ -6,10 +6,7 @@ from pathlib import Path
 
 import typer
 
-from adspace.cli import app
 
-
-@app.command()
 def figures(
     out: Path = typer.Option(Path("out/figures"), "--out", help="Folder for the PNG files (created if missing)."),
 ) -> None:

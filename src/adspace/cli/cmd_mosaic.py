@@ -1,29 +1,35 @@
-"""``adspace experiment mosaic``: the MOSAIC study (Soumalias et al., arXiv 2405.05905) on a real LLM. Heavy imports inside."""
+"""``adspace experiment mosaic``: the MOSAIC study of Soumalias, Curry and Seuken, "Truthful Aggregation
+of LLMs with an Application to Online Advertising" (arXiv 2405.05905), on a real LLM. Heavy imports inside."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+from rich.console import Console
 
-from adspace.cli import experiment_app
+from adspace.cli.console import config_from, models_offline
+
+if TYPE_CHECKING:  # pragma: no cover
+    from adspace.experiments.mosaic.study import MosaicConfig
+
+__all__ = ["mosaic_experiment"]
 
 
-@experiment_app.command("mosaic")
 def mosaic_experiment(
     out: Path = typer.Option(Path("results/mosaic"), "--out", help="Folder for results.json and the PNG figures."),
     data: Path | None = typer.Option(
         None,
         "--data",
-        help="The Webis ads data set's folder (found next to the repository when present; else the shipped demo market).",
+        help="The Webis ads data set's folder (default: $ADSPACE_WEBIS_DATA; without either, the shipped demo market).",
     ),
     paper: bool = typer.Option(
         False,
         "--paper",
         help="The paper's scale: 50 queries x 25 seeds, 128 tokens, on a GPU (--device cuda, 25 instances per batch).",
     ),
-    queries: int | None = typer.Option(None, "--queries", help="Number of queries (default 5; paper 50)."),
+    n_queries: int | None = typer.Option(None, "--queries", help="Number of queries (default 5; paper 50)."),
     seeds: int | None = typer.Option(None, "--seeds", help="Seeds per query (default 3; paper 25)."),
     ms: str | None = typer.Option(None, "--ms", help="Candidate counts, comma-separated (default 1,2,4,8,16)."),
     max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", help="Reply length cap (default 32)."),
@@ -32,21 +38,68 @@ def mosaic_experiment(
     threads: int | None = typer.Option(
         None, "--threads", help="torch CPU threads (default 1; the paper config leaves torch's)."
     ),
-    batch: int | None = typer.Option(
+    batch_instances: int | None = typer.Option(
         None, "--batch", help="Instances generated and scored per batched call (default: 1 on a CPU, 25 on CUDA)."
     ),
-    url: str | None = typer.Option(
+    backend_url: str | None = typer.Option(
         None, "--url", help="Use an OpenAI-compatible server (e.g. http://127.0.0.1:8000/v1)."
     ),
-    model: str | None = typer.Option(None, "--model", help="Model name on that server."),
+    backend_model: str | None = typer.Option(None, "--model", help="Model name on that server."),
 ) -> None:
     """MOSAIC on SmolLM2-135M-Instruct: baseline vs context-aware, M in {1,2,4,8,16}; JSON and Figures 1-3, EC.1-3."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from dataclasses import replace
+    models_offline()
+    from adspace.experiments.mosaic.study import MosaicConfig
 
-    from rich.console import Console
+    if data is not None and not data.is_dir():
+        raise typer.BadParameter(f"no such folder: {data}", param_hint="--data")
+    try:
+        cfg = config_from(
+            MosaicConfig.paper() if paper else MosaicConfig,
+            n_queries=n_queries,
+            seeds=None if seeds is None else tuple(range(seeds)),
+            ms=_counts(ms),
+            max_new_tokens=max_new_tokens,
+            tau=tau,
+            device=device,
+            threads=threads,
+            batch_instances=batch_instances,
+            data=data,
+            backend_url=backend_url,
+            backend_model=backend_model if backend_url is not None else None,
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    _check_device(cfg, device_given=device is not None)
+    console = Console()
+    res = _run(cfg, out, console)
+    _print(res, cfg, out, console)
+
+
+def _counts(ms: str | None) -> tuple[int, ...] | None:
+    """``--ms``: comma-separated candidate counts."""
+    if ms is None:
+        return None
+    try:
+        return tuple(int(v) for v in ms.split(",") if v.strip())
+    except ValueError:
+        raise typer.BadParameter(f"not a comma-separated list of integers: {ms}", param_hint="--ms") from None
+
+
+def _check_device(cfg: MosaicConfig, *, device_given: bool) -> None:
+    """A CUDA device asked for (by ``--device`` or ``--paper``) must be there."""
+    if cfg.backend_url is None and cfg.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise typer.BadParameter(
+                f"{cfg.device} requested but torch has no CUDA device here; the paper scale is meant for a GPU "
+                "(add --device cpu to run it on the CPU instead)",
+                param_hint="--device" if device_given else "--paper",
+            )
+
+
+def _run(cfg: MosaicConfig, out: Path, console: Console) -> dict:
+    """The study, with a progress bar of instances."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -55,47 +108,9 @@ def mosaic_experiment(
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
-    from rich.table import Table
 
-    from adspace.experiments.mosaic.study import MosaicConfig, run_experiment
+    from adspace.experiments.mosaic.study import run_experiment
 
-    if data is not None and not data.is_dir():
-        raise typer.BadParameter(f"no such folder: {data}", param_hint="--data")
-    cfg = MosaicConfig.paper() if paper else MosaicConfig()
-    over: dict = {}
-    if queries is not None:
-        over["n_queries"] = queries
-    if seeds is not None:
-        over["seeds"] = tuple(range(seeds))
-    if ms is not None:
-        try:
-            over["ms"] = tuple(int(v) for v in ms.split(",") if v.strip())
-        except ValueError:
-            raise typer.BadParameter(f"not a comma-separated list of integers: {ms}", param_hint="--ms") from None
-    for key, val in dict(
-        max_new_tokens=max_new_tokens, tau=tau, device=device, threads=threads, batch_instances=batch
-    ).items():
-        if val is not None:
-            over[key] = val
-    if data is not None:
-        over["data"] = str(data)
-    if url is not None:
-        over["backend_url"] = url
-        over["backend_model"] = model
-    try:
-        cfg = replace(cfg, **over)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
-    if cfg.backend_url is None and cfg.device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise typer.BadParameter(
-                f"{cfg.device} requested but torch has no CUDA device here; the paper scale is meant for a GPU "
-                "(add --device cpu to run it on the CPU anyway: about a day on 2 cores)",
-                param_hint="--device" if device is not None else "--paper",
-            )
-    console = Console()
     with Progress(
         TextColumn("[bold]mosaic"),
         BarColumn(),
@@ -106,11 +121,17 @@ def mosaic_experiment(
         console=console,
     ) as prog:
         task = prog.add_task("loading the model", total=len(cfg.seeds) * cfg.n_queries)
-        res = run_experiment(
+        return run_experiment(
             cfg,
             out,
             progress=lambda done, total, qid: prog.update(task, completed=done, total=total, description=qid[:40]),
         )
+
+
+def _print(res: dict, cfg: MosaicConfig, out: Path, console: Console) -> None:
+    """One row per version and M; then each version's time per auction in its three phases."""
+    from rich.table import Table
+
     table = Table(title=f"MOSAIC on {res['model']} ({res['source']}, {res['n_instances']} instances)")
     for col in ("version", "M", "log π_r + c", "norm. reward", "revenue", "norm. utility", "ρ offset", "ρ no offset"):
         table.add_column(col)

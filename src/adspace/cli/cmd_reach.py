@@ -3,18 +3,47 @@
 Against a running exchange (``--url``, with an advertiser key) it calls ``POST /v1/campaigns/reach``
 through :mod:`adspace.client`, so the preview is the live market's. Offline it fits locally and, with
 ``--market FILE``, previews against that market file. The fit and the preview are
-:mod:`adspace.mechanisms.reach` either way.
+:mod:`adspace.mechanisms.reach` either way, and both answer with the endpoint's own
+:class:`~adspace.exchange.http.schemas.ReachResult`.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from adspace.cli import app
+from adspace.cli.console import fail, money, quiet_model_loading
+
+if TYPE_CHECKING:  # pragma: no cover
+    from adspace.exchange.http.schemas import ReachResult
+
+__all__ = ["ReachReport", "reach"]
+
+
+@dataclass(frozen=True)
+class ReachReport:
+    """The proposed center and σ (with a bid, the preview), and the market previewed: the exchange's
+    URL, the market file, or ``None`` (no preview)."""
+
+    market: str | None
+    result: ReachResult
+
+    def to_json(self) -> dict[str, Any]:
+        return {"market": self.market, **self.result.model_dump(mode="json")}
+
+
+@dataclass(frozen=True)
+class _Evidence:
+    """The conversations read from the files the options name."""
+
+    customers: list[str]
+    non_customers: list[str] | None
+    queries: list[str] | None
 
 
 def _read_texts(path: Path, option: str) -> list[str]:
@@ -35,7 +64,28 @@ def _read_texts(path: Path, option: str) -> list[str]:
     return [t for t in texts if t and not t.startswith("#")]
 
 
-@app.command()
+def _evidence(customers: Path, non_customers: Path | None, queries: Path | None) -> _Evidence:
+    return _Evidence(
+        _read_texts(customers, "--customers"),
+        _read_texts(non_customers, "--non-customers") if non_customers else None,
+        _read_texts(queries, "--queries") if queries else None,
+    )
+
+
+def _bid_micros(url: str | None, key: str | None, market: Path | None, bid: float | None, sigma: float | None):
+    """The options checked together; the preview's bid in micros (``None``: no preview)."""
+    if url and market:
+        raise ValueError("--url | --market: preview against one of them, not both")
+    if url and not key:
+        raise ValueError("--key: an advertiser API key is needed with --url (or set ADSPACE_API_KEY)")
+    bid_micros = None if bid is None else round(bid * 1e6)
+    if bid_micros is not None and bid_micros < 1:
+        raise ValueError("--bid: must be > 0")
+    if sigma is not None and not sigma > 0:
+        raise ValueError("--sigma: must be > 0")
+    return bid_micros
+
+
 def reach(
     customers: Path = typer.Option(
         ..., "--customers", help="Conversations of your customers: one per line, or a JSON list."
@@ -59,109 +109,105 @@ def reach(
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Propose a center and reach σ from example conversations, and preview what the campaign would win."""
-    from adspace.cli.cmd_market import _fail, _quiet_model_loading
-
-    _quiet_model_loading()
+    quiet_model_loading()
     try:
-        cust = _read_texts(customers, "--customers")
-        others = _read_texts(non_customers, "--non-customers") if non_customers else None
-        qs = _read_texts(queries, "--queries") if queries else None
-        if url and market:
-            raise ValueError("--url | --market: preview against one of them, not both")
-        if url and not key:
-            raise ValueError("--key: an advertiser API key is needed with --url (or set ADSPACE_API_KEY)")
-        bid_micros = None if bid is None else round(bid * 1e6)
-        if bid_micros is not None and bid_micros < 1:
-            raise ValueError("--bid: must be > 0")
-        if sigma is not None and not sigma > 0:
-            raise ValueError("--sigma: must be > 0")
-        out = (
-            _remote(url, key, cust, others, qs, bid_micros, sigma, round(reserve * 1e6))
+        texts = _evidence(customers, non_customers, queries)
+        bid_micros = _bid_micros(url, key, market, bid, sigma)
+        report = (
+            _remote(url, key, texts, bid_micros, sigma, round(reserve * 1e6))
             if url
-            else _local(cust, others, qs, bid_micros, sigma, reserve, market)
+            else _local(texts, bid_micros, sigma, reserve, market)
         )
     except Exception as exc:  # noqa: BLE001 - every failure is reported as one line naming the field
         from adspace.client import ApiError, TransportError
 
         if isinstance(exc, ValueError | ApiError | TransportError):
-            raise _fail(exc) from None
+            raise fail(exc) from None
         raise
     if json_out:
-        typer.echo(json.dumps(out, indent=2))
+        typer.echo(json.dumps(report.to_json(), indent=2))
         return
-    _print(out)
+    _print(report)
 
 
-def _remote(url, key, cust, others, qs, bid_micros, sigma, reserve_micros) -> dict:
+def _remote(url: str, key: str, texts: _Evidence, bid_micros, sigma, reserve_micros) -> ReachReport:
+    """The live market's answer: ``POST /v1/campaigns/reach``."""
     from adspace.client import Client
 
     with Client(url, key) as c:
         res = c.reach(
-            cust, non_customers=others, queries=qs, bid_micros=bid_micros, sigma=sigma, reserve_micros=reserve_micros
+            texts.customers,
+            non_customers=texts.non_customers,
+            queries=texts.queries,
+            bid_micros=bid_micros,
+            sigma=sigma,
+            reserve_micros=reserve_micros,
         )
-    return {"market": url, **res.model_dump(mode="json")}
+    return ReachReport(url, res)
 
 
-def _local(cust, others, qs, bid_micros, sigma, reserve, market_file) -> dict:
+def _local(texts: _Evidence, bid_micros, sigma, reserve: float, market_file: Path | None) -> ReachReport:
+    """The same answer computed here: the fit, and with a bid and a market file, the preview against it."""
     import numpy as np
 
+    from adspace.exchange.http.schemas import ReachPreviewOut, ReachQuery, ReachResult
     from adspace.marketfiles import build_market, read_market
     from adspace.mechanisms.reach import fit_reach, preview
     from adspace.models.embedder import get_embedder
 
     spec = read_market(market_file) if market_file else None  # validate before loading the model
+    cust, others = texts.customers, texts.non_customers
     if len(cust) < 2:
         raise ValueError(f"--customers: give at least 2 example conversations, got {len(cust)}")
     emb = get_embedder()
     fit = fit_reach(emb.embed(cust), emb.embed(others) if others else None)
-    out = {"market": None, "center": fit.center.tolist(), "sigma": fit.sigma, "fit": fit.as_dict(), "preview": None}
+    result = ReachResult(center=fit.center.tolist(), sigma=fit.sigma, fit=fit.as_dict(), preview=None)
     if bid_micros is None or spec is None:
-        return out
+        return ReachReport(None, result)
     m = build_market(spec, embedder=emb)
-    texts = qs if qs is not None else list(dict.fromkeys(cust + (others or [])))
+    qs = texts.queries if texts.queries is not None else list(dict.fromkeys(cust + (others or [])))
     s = sigma or fit.sigma
-    bid_units = bid_micros / 1e6
-    pv = preview(emb.embed(texts), fit.center, s, bid_units, m.centers, m.sigmas, m.bids, reserve=reserve)
+    pv = preview(emb.embed(qs), fit.center, s, bid_micros / 1e6, m.centers, m.sigmas, m.bids, reserve=reserve)
     rows = []
-    for k, t in enumerate(texts):
+    for k, t in enumerate(qs):
         w = int(pv.winner[k])
         need = float(pv.bid_to_win[k])
         rows.append(
-            {
-                "text": t,
-                "won": bool(pv.won[k]),
-                "price_micros": math.floor(pv.payment[k] * 1e6) if pv.won[k] else 0,
-                "value_micros": float(pv.value[k] * 1e6),
-                "sqdist": float(pv.sqdist[k]),
-                "winner": "this campaign" if pv.won[k] else (None if w < 0 else m.names[w]),
-                "bid_to_win_micros": math.floor(need * 1e6) + 1 if np.isfinite(need) and need < 1e6 else None,
-            }
+            ReachQuery(
+                text=t,
+                won=bool(pv.won[k]),
+                price_micros=math.floor(pv.payment[k] * 1e6) if pv.won[k] else 0,
+                value_micros=float(pv.value[k] * 1e6),
+                sqdist=float(pv.sqdist[k]),
+                winner="this campaign" if pv.won[k] else (None if w < 0 else m.names[w]),
+                bid_to_win_micros=math.floor(need * 1e6) + 1 if np.isfinite(need) and need < 1e6 else None,
+            )
         )
-    out["market"] = str(market_file)
-    out["preview"] = {
-        "bid_micros": bid_micros,
-        "sigma": s,
-        "reserve_micros": round(reserve * 1e6),
-        "wins": int(pv.won.sum()),
-        "queries": rows,
-        "rivals": len(m),
-    }
-    return out
+    result.preview = ReachPreviewOut(
+        bid_micros=bid_micros,
+        sigma=s,
+        reserve_micros=round(reserve * 1e6),
+        wins=int(pv.won.sum()),
+        queries=rows,
+        rivals=len(m),
+    )
+    return ReachReport(str(market_file), result)
 
 
-def _print(out: dict) -> None:
+def _print(report: ReachReport) -> None:
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
-    fit = out["fit"]
+    res = report.result
+    fit = res.fit
     cs, ns = fit["customer_sqdist"], fit["non_customer_sqdist"]
     how = (
         "maximum likelihood of the Gaussian value model (customers and non-customers)"
         if fit["method"] == "likelihood"
         else "median rule: the median customer is worth half the bid (give --non-customers for the likelihood fit)"
     )
-    console.print(f"[bold]Proposed σ = {out['sigma']:.4f}[/] by {how}.")
+    console.print(f"[bold]Proposed σ = {res.sigma:.4f}[/] by {how}.")
     console.print(
         f"Customers ({fit['customers']}): ‖x − c‖² median {cs['median']:.3f}, keeping "
         f"{fit['customer_value_share']['median']:.1%} of the bid."
@@ -172,23 +218,21 @@ def _print(out: dict) -> None:
             else ""
         )
     )
-    pv = out["preview"]
+    pv = res.preview
     if pv is None:
         console.print("No preview: give --bid and --url (the live market) or --market FILE.")
         return
-    t = Table(
-        title=f"Preview at bid {pv['bid_micros'] / 1e6:.2f}, σ {pv['sigma']:.3f}: {pv['wins']} of {len(pv['queries'])} won"
-    )
+    t = Table(title=f"Preview at bid {pv.bid_micros / 1e6:.2f}, σ {pv.sigma:.3f}: {pv.wins} of {len(pv.queries)} won")
     for col in ("Conversation", "‖x − c‖²", "Won", "Price", "Winner", "Bid to win"):
         t.add_column(col, justify="right" if col in ("‖x − c‖²", "Price", "Bid to win") else "left")
-    for q in pv["queries"]:
-        need = q["bid_to_win_micros"]
+    for q in pv.queries:
+        need = q.bid_to_win_micros
         t.add_row(
-            q["text"][:60],
-            f"{q['sqdist']:.3f}",
-            "yes" if q["won"] else "no",
-            f"{q['price_micros'] / 1e6:.4f}" if q["won"] else "",
-            q["winner"] or "no fill",
-            "out of reach" if need is None else f"{need / 1e6:.4f}",
+            q.text[:60],
+            f"{q.sqdist:.3f}",
+            "yes" if q.won else "no",
+            money(q.price_micros / 1e6) if q.won else "",
+            q.winner or "no fill",
+            "out of reach" if need is None else money(need / 1e6),
         )
     console.print(t)

@@ -1,4 +1,4 @@
-"""``adspace serve``: run the ad exchange (registered on the ``adspace`` command)."""
+"""``adspace serve``: run the ad exchange (registered on the ``adspace`` command by :mod:`adspace.cli`)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,7 @@ import os
 
 import typer
 
-from adspace.cli import app
 
-
-@app.command()
 def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8000, min=1, max=65535, help="Port to listen on."),
