@@ -34,6 +34,7 @@ def market(tmp_path_factory):
     from adspace.exchange.core.config import Settings
     from adspace.exchange.http import schemas
     from adspace.exchange.services import Principal
+    from adspace.exchange.services.auctions import AuctionAsk
     from adspace.exchange.store.tables import Auction
 
     from .conftest import campaign_body
@@ -52,10 +53,10 @@ def market(tmp_path_factory):
         ex.campaigns.create(who_adv, schemas.CampaignCreate(**body))
     auctions = []  # (auction id, publisher id)
     for i in range(12):
-        r = ex.auctions.run(who[i % 2], embedding=axes[i % 3], text=None, keywords=None, reserve_micros=None, tau=None)
+        r = ex.auctions.run(AuctionAsk(who[i % 2], embedding=axes[i % 3]))
         assert r.filled
         auctions.append((r.auction_id, who[i % 2].account_id))
-    r = ex.auctions.run(who[0], embedding=-axes[0], text=None, keywords=None, reserve_micros=10**11, tau=None)
+    r = ex.auctions.run(AuctionAsk(who[0], embedding=-axes[0], reserve_micros=10**11))
     assert not r.filled
     auctions.append((r.auction_id, who[0].account_id))
     with ex.store.engine.connect() as conn:

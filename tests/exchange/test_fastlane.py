@@ -1,9 +1,9 @@
-"""The fast lane (api/fastlane.py) answers exactly as the FastAPI routes do.
+"""The fast lane (http/fastlane.py) answers exactly as the FastAPI routes do.
 
 The same requests go to two apps over one exchange, one with the lane and one without: every answer
-(status and body, the random auction ids and times aside) is the same, errors included. And the lane
-really serves the well-formed publisher requests: the routes' own calls are counted, and stay at zero
-for those, while every request the lane declines reaches them.
+(status, body and header names, the random auction ids and times aside) is the same, errors included.
+And the lane really serves every request to its two paths: the routes' own calls are counted, and
+only the app without the lane makes them.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class Asgi:
         self.loop.run_until_complete(self.app(scope, replaying(body, connected), send))
         status = sent[0]["status"]
         payload = b"".join(m.get("body", b"") for m in sent[1:])
-        return status, json.loads(payload) if payload else None
+        return status, json.loads(payload) if payload else None, dict(sent[0]["headers"])
 
 
 @pytest.fixture
@@ -133,6 +133,7 @@ def _same(a, b):
 
     assert a[0] == b[0], (a, b)
     assert norm(a[1]) == norm(b[1]), (a, b)
+    assert a[2].keys() == b[2].keys() and a[2].get(b"www-authenticate") == b[2].get(b"www-authenticate"), (a, b)
 
 
 def test_the_lane_answers_well_formed_publisher_requests_as_the_routes_do(apps):
@@ -177,14 +178,47 @@ def test_the_lane_answers_well_formed_publisher_requests_as_the_routes_do(apps):
         ("POST", "/v1/auctions", "pub", {"embedding": "center"}, None),  # no content type: the route decides
         ("POST", "/v1/auctions/a.b/billing", "pub", b"", None),  # not a path id: 422
         ("POST", "/v1/auctions/auc_x/billing", "adv", b"", None),  # 403
+        ("POST", "/v1/auctions", "pub", b"", b"application/json"),  # no body: 422
+        ("POST", "/v1/auctions", "pub", b"[1]", b"application/json"),  # not an object: 422
+        ("POST", "/v1/auctions", "pub", b"null", b"application/json"),  # 422
+        ("POST", "/v1/auctions", "pub", {"embedding": "center"}, b"application/x-www-form-urlencoded"),  # 422
+        ("POST", "/v1/auctions", "pub", {"embedding": [1.0, "x"]}, b"application/problem+json"),  # 422
+        ("POST", "/v1/auctions", None, b"{not json", b"application/json"),  # 422 (the body is read first)
+        ("POST", "/v1/auctions", "adv", b"{not json", b"application/json"),  # 422
+        ("POST", "/v1/auctions", "adv", {"embedding": [0.5]}, b"application/json"),  # 403 (before validation)
+        ("POST", "/v1/auctions", None, {"embedding": [0.5]}, None),  # 401
+        ("POST", "/v1/auctions/" + "a" * 65 + "/billing", "pub", b"", None),  # too long: 422
+        ("POST", "/v1/auctions/a.b/billing", None, b"", None),  # 401 (before the path id)
     ],
 )
-def test_what_the_lane_declines_the_routes_answer(apps, method, path, who, body, ctype):
+def test_the_lane_refuses_bad_requests_as_the_routes_do(apps, method, path, who, body, ctype):
     lane, routes_only, keys, calls, center = apps
     if isinstance(body, dict):
         body = json.dumps({k: (center.tolist() if v == "center" else v) for k, v in body.items()}).encode()
     key = keys[who] if who else None
     a = lane(method, path, key, body, ctype)
+    assert calls == {"auction": 0, "billing": 0}  # the lane answered: no request reached the routes
     b = routes_only(method, path, key, body, ctype)
     _same(a, b)
     assert a[0] in (401, 403, 422) and a[1]["detail"]
+
+
+@pytest.mark.parametrize(
+    "body,ctype,status",
+    [
+        ("utf-16", b"application/json", 200),  # JSON in another encoding: decoded as the route decodes it
+        ("utf-8-sig", b"application/json", 200),  # with a byte order mark
+        ("utf-8", b"application/json; charset=utf-8", 200),
+        ("utf-8", b"application/vnd.adspace+json", 200),
+        (b'{"embedding": [1, 2], "x": "\xff"}', b"application/json", 400),  # not UTF-8
+    ],
+)
+def test_the_lane_reads_bodies_as_the_routes_do(apps, body, ctype, status):
+    lane, routes_only, keys, calls, center = apps
+    if isinstance(body, str):
+        body = json.dumps({"embedding": center.tolist(), "reserve_micros": 10}).encode(body)
+    a = lane("POST", "/v1/auctions", keys["pub"], body, ctype)
+    b = routes_only("POST", "/v1/auctions", keys["pub"], body, ctype)
+    _same(a, b)
+    assert a[0] == status
+    assert calls["auction"] == (1 if status == 200 else 0)  # the routes' only call: the lane served its own

@@ -85,7 +85,7 @@ def test_a_refused_hold_commits_the_rest_of_its_batch_and_clears_again(exchange)
     has just spent (the database knows, this process's market does not). The three commit; the fourth's
     hold is refused by the database, and it is cleared again, without A, on the refreshed market."""
     from adspace.exchange.services import Principal
-    from adspace.exchange.services.auctions import _Job
+    from adspace.exchange.services.auctions import AuctionAsk
     from adspace.exchange.store.tables import Auction, Campaign
 
     ex = exchange
@@ -105,10 +105,10 @@ def test_a_refused_hold_commits_the_rest_of_its_batch_and_clears_again(exchange)
             .values(spent_micros=10 * 3_000_000, money_version=Campaign.money_version + 1)
         )
 
-    jobs = [_Job(who_pub, b_center, None, 0, None, "rest", None) for _ in range(3)]
-    jobs.append(_Job(who_pub, a_center, None, 0, None, "rest", None))
+    jobs = [ex.auctions._job(AuctionAsk(who_pub, reserve_micros=0), b_center) for _ in range(3)]
+    jobs.append(ex.auctions._job(AuctionAsk(who_pub, reserve_micros=0), a_center))
     ex.auctions.start()
-    ex.auctions._slots.acquire()  # the pipeline's own protocol: one slot per batch in flight
+    ex.auctions.pipeline._slots.acquire()  # the pipeline's own protocol: one slot per batch in flight
     ex.auctions._clear_and_submit(jobs)
     results = [j.future.result(timeout=30) for j in jobs]
 
@@ -151,25 +151,26 @@ def test_an_op_that_raises_fails_alone(exchange):
 def test_a_batch_is_taken_when_the_largest_recent_batch_is_queued_or_the_window_has_passed(exchange, monkeypatch):
     """Callers that came back together are cleared the moment the last of them is queued (not after the
     window); fewer than that wait out the window, and no longer."""
-    from adspace.exchange.services import Principal, auctions
+    from adspace.exchange.services import Principal, pipeline
+    from adspace.exchange.services.auctions import AuctionAsk
 
     ex = exchange
     pub = ex.accounts.create("publisher", "pub")
     who = Principal(pub.id, "publisher", "pub")
-    svc = ex.auctions
+    svc = ex.auctions.pipeline
     svc.window_s = 1.0  # a window long enough to tell "at once" from "after the window"
-    monkeypatch.setattr(auctions, "MAX_WINDOW_S", 10.0)
+    monkeypatch.setattr(pipeline, "MAX_WINDOW_S", 10.0)
     sizes: list[int] = []
-    clear_and_submit = svc._clear_and_submit
-    monkeypatch.setattr(svc, "_clear_and_submit", lambda batch: (sizes.append(len(batch)), clear_and_submit(batch)))
+    process = svc.process
+    monkeypatch.setattr(svc, "process", lambda batch: (sizes.append(len(batch)), process(batch)))
     x = np.eye(384)[0]
 
     def submit():
-        return svc.submit(who, x, keywords=None, reserve_micros=None, tau=None)
+        return ex.auctions._queue(AuctionAsk(who), x)
 
     svc.start()
     # The last batches held up to 3 auctions: the pipeline waits for the third, then goes at once.
-    svc._recent = deque([1, 3], maxlen=auctions.RECENT_BATCHES)
+    svc._recent = deque([1, 3], maxlen=pipeline.RECENT_BATCHES)
     t0 = time.perf_counter()
     first = submit()
     time.sleep(0.05)  # the pipeline is waiting for arrivals now
@@ -198,20 +199,21 @@ def test_callers_split_across_two_batches_are_waited_for_together_again(exchange
     connections split into two batches of 16 that stayed split)."""
     import threading
 
-    from adspace.exchange.services import Principal, auctions
+    from adspace.exchange.services import Principal, pipeline
+    from adspace.exchange.services.auctions import AuctionAsk
 
     ex = exchange
     pub = ex.accounts.create("publisher", "pub")
     who = Principal(pub.id, "publisher", "pub")
-    svc = ex.auctions
+    svc = ex.auctions.pipeline
     svc.window_s = 1.0
-    monkeypatch.setattr(auctions, "MAX_WINDOW_S", 10.0)
+    monkeypatch.setattr(pipeline, "MAX_WINDOW_S", 10.0)
     sizes: list[int] = []
-    clear_and_submit = svc._clear_and_submit
-    monkeypatch.setattr(svc, "_clear_and_submit", lambda batch: (sizes.append(len(batch)), clear_and_submit(batch)))
+    process = svc.process
+    monkeypatch.setattr(svc, "process", lambda batch: (sizes.append(len(batch)), process(batch)))
     # The writer holds the first batches until released: they stay in flight.
     gate = threading.Event()
-    writer = svc.store.writer
+    writer = ex.store.writer
     submit_future = writer.submit_future
 
     def held(op):
@@ -221,10 +223,10 @@ def test_callers_split_across_two_batches_are_waited_for_together_again(exchange
     x = np.eye(384)[0]
 
     def submit():
-        return svc.submit(who, x, keywords=None, reserve_micros=None, tau=None)
+        return ex.auctions._queue(AuctionAsk(who), x)
 
     svc.start()
-    svc._recent = deque([2], maxlen=auctions.RECENT_BATCHES)  # under load: batches of 2
+    svc._recent = deque([2], maxlen=pipeline.RECENT_BATCHES)  # under load: batches of 2
     try:
         first = [submit(), submit()]  # taken as one batch of 2, then held by the writer
         deadline = time.monotonic() + 10

@@ -8,7 +8,7 @@ import numpy as np
 
 from adspace.exchange.domain.live_market import CampaignState, LiveMarket
 from adspace.exchange.services import market_sync as sync
-from adspace.exchange.services.auctions import MONEY_COLUMNS
+from adspace.exchange.store.money_sql import MONEY_COLUMNS
 from adspace.exchange.store.tables import Campaign
 
 

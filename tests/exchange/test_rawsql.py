@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
-from adspace.exchange.services.auctions import _RAW_INSERT_AUCTION
 from adspace.exchange.store import Store
 from adspace.exchange.store.charges import _FLIP_BILLED, _RAW_FLIP_BILLED, _RAW_INSERT_TX
+from adspace.exchange.store.money_sql import RAW_INSERT_AUCTION
 from adspace.exchange.store.rawsql import cursor_of
 from adspace.exchange.store.tables import Account, Auction, LedgerTransaction
 
@@ -46,7 +46,7 @@ def test_raw_statements_match_sqlalchemy(backend, tmp_path):
             s.add(Account(id="pub_raw", kind="publisher", name="p", created_at=now))
         # Inserted on the cursor (dates and booleans through the dialect's own bind processors) ...
         with store.engine.begin() as conn:
-            _RAW_INSERT_AUCTION.executemany(conn, cursor_of(conn), [_row(0, now), _row(1, now)])
+            RAW_INSERT_AUCTION.executemany(conn, cursor_of(conn), [_row(0, now), _row(1, now)])
         with store.read() as s:
             a = s.get(Auction, "auc_raw0")
             assert a.filled is True and a.price_micros == 1234 and a.status == "held"
@@ -69,7 +69,7 @@ def test_raw_statements_match_sqlalchemy(backend, tmp_path):
         # Several executions at once (one pipeline on psycopg): each one's row, in order, None where
         # nothing matched -- and each sees the ones before it (the second flip of auc_raw2 finds it billed).
         with store.engine.begin() as conn:
-            _RAW_INSERT_AUCTION.executemany(conn, cursor_of(conn), [_row(2, now), _row(3, now)])
+            RAW_INSERT_AUCTION.executemany(conn, cursor_of(conn), [_row(2, now), _row(3, now)])
         p = {"p_publisher": "pub_raw", "p_now": later}
         with store.engine.begin() as conn:
             got = _RAW_FLIP_BILLED.first_each(

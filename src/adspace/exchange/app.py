@@ -1,7 +1,12 @@
-"""The FastAPI application: ``create_app(settings)``.
+"""The FastAPI application: ``create_app(settings)``, the exchange's one ASGI wiring.
 
-Start-up runs the Alembic migrations, makes sure an admin key exists, loads the campaigns into the
-in-memory market and starts the thread that releases expired holds.
+A request passes the guard (who is calling, the rate limit, the body limit: ``http/guard.py``), then
+the fast lane, which serves the auction and billing operations (``http/fastlane.py``), or the routers
+(``http/routes/``). Every error is answered in one form (``http/errors.py``).
+
+Start-up loads the campaigns into the in-memory market and starts the pipeline and the thread that
+releases expired holds; unless ``adspace serve`` has done so already, it first runs the Alembic
+migrations and makes sure an admin key exists.
 """
 
 from __future__ import annotations
@@ -10,18 +15,17 @@ import logging
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 
 from adspace import __version__
 from adspace.exchange.container import Exchange, freeze_heap
 from adspace.exchange.core.config import Settings
-from adspace.exchange.http import apidocs as docs
+from adspace.exchange.http import apidocs, errors
 from adspace.exchange.http.fastlane import FastLane
 from adspace.exchange.http.guard import Guard, RateLimits
-from adspace.exchange.http.routes import accounts, auctions, campaigns, openrtb, reports
-from adspace.exchange.services import ServiceError
+from adspace.exchange.http.routes import accounts, auctions, campaigns, dashboard, openrtb, reports
 from adspace.exchange.services.market_sync import start_market_sync
+
+__all__ = ["create_app", "create_served_app", "prepare_database"]
 
 log = logging.getLogger("adspace.exchange")
 
@@ -33,7 +37,15 @@ Authenticate with `Authorization: Bearer <key>`. Money is integer **micros** (1e
 """
 
 
-def create_app(settings: Settings | None = None, *, exchange: Exchange | None = None) -> FastAPI:
+def prepare_database(ex: Exchange) -> str | None:
+    """Run the migrations and make sure an admin exists; a newly generated admin key (to show once), else None."""
+    ex.migrate()
+    return ex.bootstrap_admin()
+
+
+def create_app(settings: Settings | None = None, *, exchange: Exchange | None = None, prepare: bool = True) -> FastAPI:
+    """The exchange's app. ``exchange``: one built by the caller (else the app builds its own at start-up);
+    ``prepare=False``: the database was migrated and the admin key made before (``adspace serve``)."""
     settings = settings or Settings.from_env()
 
     @asynccontextmanager
@@ -43,11 +55,11 @@ def create_app(settings: Settings | None = None, *, exchange: Exchange | None = 
 
             threadpool_limits(limits=settings.blas_threads, user_api="blas")  # for the whole process
         ex = exchange or Exchange(settings)
-        ex.migrate()
-        key = ex.bootstrap_admin()
-        if key:
-            log.warning("Generated admin API key (shown once): %s", key)
-            print(f"Admin API key (shown once, store it): {key}", flush=True)
+        if prepare:
+            key = prepare_database(ex)
+            if key:
+                log.warning("Generated admin API key (shown once): %s", key)
+                print(f"Admin API key (shown once, store it): {key}", flush=True)
         ex.load_market()
         freeze_heap()  # again once the model is loaded (Exchange._preload)
         ex.start_background()
@@ -67,35 +79,19 @@ def create_app(settings: Settings | None = None, *, exchange: Exchange | None = 
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url=None,  # served offline by api.docs, not from a CDN
+        docs_url=None,  # served offline by http/apidocs.py, not from a CDN
         redoc_url=None,
     )
-    docs.install(app)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_req: Request, exc: RequestValidationError):
-        # Location, message and type of each error (the offending input is not echoed back: it may be
-        # large, or not representable in JSON, such as NaN).
-        detail = [
-            {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": e.get("type", "")}
-            for e in exc.errors()
-        ]
-        return JSONResponse(status_code=422, content={"detail": detail})
-
-    @app.exception_handler(ServiceError)
-    async def _service_error(_req: Request, exc: ServiceError):
-        return JSONResponse(status_code=exc.status, content={"detail": exc.detail})
+    apidocs.install(app)
+    errors.install(app)
 
     @app.get("/healthz", tags=["health"])
     def healthz(request: Request) -> dict:
         ex: Exchange = request.app.state.exchange
         return {"status": "ok", "campaigns": len(ex.market), "model_loaded": ex.model_loaded}
 
-    for r in (accounts.router, campaigns.router, auctions.router, reports.router, openrtb.router):
+    for r in (accounts.router, campaigns.router, auctions.router, reports.router, openrtb.router, dashboard.router):
         app.include_router(r)
-    from adspace.exchange.http.routes import dashboard  # the dashboard at / and its JSON views (issue 6)
-
-    app.include_router(dashboard.router)
     if settings.fast_lane:
         app.add_middleware(FastLane)  # behind the guard: the caller is known, limited and its body bounded
     app.add_middleware(
@@ -106,3 +102,9 @@ def create_app(settings: Settings | None = None, *, exchange: Exchange | None = 
         else None,
     )
     return app
+
+
+def create_served_app() -> FastAPI:
+    """The app of each process of ``adspace serve --workers N`` (settings from the environment): ``serve``
+    has migrated the database and made the admin key, once, before starting them."""
+    return create_app(prepare=False)

@@ -126,8 +126,8 @@ class Settings:
     #: over its own block of campaigns; idle between calls, never spinning). 0: this process's share of
     #: the machine's cores (:func:`default_clear_threads`).
     clear_threads: int = 0
-    #: Answer well-formed auction and billing requests of publishers without FastAPI's per-request
-    #: machinery (api/fastlane.py; the answers are the same). Off: every request goes to the routes.
+    #: Serve the auction and billing operations without FastAPI's per-request machinery
+    #: (http/fastlane.py; the answers are the same). Off: every request goes to the routes.
     fast_lane: bool = True
     #: The exchange's currency (ISO-4217): all money is micros of it; OpenRTB requests whose ``cur``
     #: leaves it out get no bid (``nbr`` 2), floors in another ``bidfloorcur`` get none either.

@@ -1,4 +1,6 @@
-"""Dependencies shared by the routers: the exchange instance and the authenticated caller."""
+"""Dependencies shared by the routers: the exchange instance and the authenticated caller.
+
+The fast lane checks its callers with the same two functions (:func:`identify`, :func:`require`)."""
 
 from __future__ import annotations
 
@@ -29,14 +31,14 @@ async def get_exchange(request: Request) -> Exchange:
 ExchangeDep = Annotated[Exchange, Depends(get_exchange)]
 
 
-async def identify(request: Request, ex: Exchange) -> Identity:
+async def identify(scope, ex: Exchange) -> Identity:
     """The caller: as the guard resolved it (its one parse of ``Authorization``), else resolved here
     the same way (an app mounted without the guard)."""
-    ident = request.scope.get(SCOPE_KEY)
+    ident = scope.get(SCOPE_KEY)
     if ident is not None:
         return ident
     try:
-        key, problem = parse_authorization(request.scope.get("headers") or ())
+        key, problem = parse_authorization(scope.get("headers") or ())
     except AuthHeaderError as exc:
         raise HTTPException(400, str(exc)) from None
     if key is None:
@@ -45,18 +47,24 @@ async def identify(request: Request, ex: Exchange) -> Identity:
     return Identity(who, None if who is not None else UNKNOWN)
 
 
-async def current(request: Request, ex: ExchangeDep, _scheme: Annotated[object, Depends(bearer)]) -> Principal:
-    ident = await identify(request, ex)
-    if ident.principal is None:
+def require(ident: Identity, kinds: tuple[str, ...] | None = None) -> Principal:
+    """The authenticated caller, if its key is of one of ``kinds`` (any kind when ``None``); else 401
+    (no key, or not a valid one) or 403 (a key of another kind)."""
+    who = ident.principal
+    if who is None:
         raise HTTPException(401, ident.problem, headers={"WWW-Authenticate": "Bearer"})
-    return ident.principal
+    if kinds is not None and who.kind not in kinds:
+        raise HTTPException(403, f"Authorization: this endpoint is for {' or '.join(kinds)} keys, not {who.kind}")
+    return who
+
+
+async def current(request: Request, ex: ExchangeDep, _scheme: Annotated[object, Depends(bearer)]) -> Principal:
+    return require(await identify(request.scope, ex))
 
 
 def _role(*kinds: str):
     async def dep(who: Annotated[Principal, Depends(current)]) -> Principal:
-        if who.kind not in kinds:
-            raise HTTPException(403, f"Authorization: this endpoint is for {' or '.join(kinds)} keys, not {who.kind}")
-        return who
+        return require(Identity(who, None), kinds)
 
     return dep
 

@@ -4,7 +4,8 @@ Identity. The ``Authorization`` header is parsed once (:mod:`adspace.exchange.co
 resolved to its account through :meth:`AccountService.authenticate
 <adspace.exchange.services.accounts.AccountService.authenticate>` (cached per key hash: a known key
 costs no database query). The result is left in the ASGI scope, where the routers' ``current``
-dependency reads it, so authentication and the limiter cannot disagree about who called.
+dependency and the fast lane read it, so authentication and the limiter cannot disagree about who called.
+Refusals have the form of every error of the API (:mod:`adspace.exchange.http.errors`).
 
 Rate limit. Token buckets keyed by the **authenticated account** (limits per account kind), else by
 the **client address** (no key, a malformed key or an unknown one), and for the OpenRTB notice URLs
@@ -17,7 +18,6 @@ cleared wholesale, and junk addresses or notice URLs cannot push out the account
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections import OrderedDict
@@ -25,8 +25,9 @@ from collections import OrderedDict
 from starlette.concurrency import run_in_threadpool
 
 from adspace.exchange.core.identity import SCOPE_KEY, UNKNOWN, AuthHeaderError, Identity, parse_authorization
+from adspace.exchange.http.errors import send_error
 
-__all__ = ["Guard", "RateLimits", "TokenBuckets", "replaying", "send_detail", "send_json_body"]
+__all__ = ["Guard", "RateLimits", "TokenBuckets", "replaying"]
 
 _EXEMPT = ("/healthz", "/docs", "/openapi.json", "/redoc")
 
@@ -91,26 +92,9 @@ def replaying(body: bytes, receive):
     return replay
 
 
-async def send_json_body(send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] = ()) -> None:
-    """Answer with a JSON ``body`` (bytes, already serialised) on the raw ASGI ``send``."""
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
-async def send_detail(send, status: int, detail: str, headers: list[tuple[bytes, bytes]] = ()) -> None:
-    """Answer ``{"detail": detail}``, the form of every error of the exchange's API."""
-    await send_json_body(send, status, json.dumps({"detail": detail}).encode(), headers)
-
-
 async def _too_many(send, wait: float) -> None:
     retry = str(max(1, int(wait + 0.999))).encode()
-    await send_detail(send, 429, "rate limit: too many requests from this caller", [(b"retry-after", retry)])
+    await send_error(send, 429, "rate limit: too many requests from this caller", [(b"retry-after", retry)])
 
 
 class Guard:
@@ -157,7 +141,7 @@ class Guard:
         try:
             ident = await self._identify(scope)
         except AuthHeaderError as exc:
-            return await send_detail(send, 400, str(exc))
+            return await send_error(send, 400, str(exc))
         if not isinstance(ident, Identity):
             return await _too_many(send, ident)
         scope[SCOPE_KEY] = ident
@@ -168,9 +152,9 @@ class Guard:
             try:
                 too_big = int(length) > self.max_body
             except ValueError:
-                return await send_detail(send, 400, "content-length: not an integer")
+                return await send_error(send, 400, "content-length: not an integer")
             if too_big:
-                return await send_detail(send, 413, f"body: larger than the limit of {self.max_body} bytes")
+                return await send_error(send, 413, f"body: larger than the limit of {self.max_body} bytes")
         if scope["method"] in ("GET", "HEAD", "DELETE", "OPTIONS"):
             return await self.app(scope, receive, send)
         # Read the body here (bounded), so chunked uploads are limited too, then replay it.
@@ -182,7 +166,7 @@ class Guard:
             chunk = msg.get("body", b"")
             size += len(chunk)
             if size > self.max_body:
-                return await send_detail(send, 413, f"body: larger than the limit of {self.max_body} bytes")
+                return await send_error(send, 413, f"body: larger than the limit of {self.max_body} bytes")
             chunks.append(chunk)
             if not msg.get("more_body", False):
                 break

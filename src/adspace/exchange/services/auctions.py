@@ -1,40 +1,33 @@
 """Auctions: the exchange's write path, in one straight line.
 
-A request (router, OpenRTB adapter or dashboard) turns its query into a point -- an embedding, a
-keyword's point, or a conversation embedded by the model -- and hands it to :meth:`AuctionService.submit`.
-One pipeline thread then repeatedly takes every auction queued so far (a micro-batch) and:
+A caller (the HTTP layer, the OpenRTB adapter, the dashboard, the demo) describes its auction as an
+:class:`AuctionAsk` and calls :meth:`AuctionService.run` (a thread) or :meth:`AuctionService.run_async`
+(an event loop). The service turns the ask into a point -- the keyword's point when a keyword decides
+it (:func:`deciding_keyword`), else the embedding, else the conversation embedded -- and queues it on
+the micro-batch pipeline (:mod:`adspace.exchange.services.pipeline`), which hands each batch back to be:
 
-1. clears them together: :meth:`LiveMarket.run_batch <adspace.exchange.domain.live_market.LiveMarket.run_batch>`
+1. cleared together: :meth:`LiveMarket.run_batch <adspace.exchange.domain.live_market.LiveMarket.run_batch>`
    builds each auction's eligibility mask (vectorised over campaigns, the campaign-level part once per
    batch) and makes one :meth:`Market.clear <adspace.mechanisms.vcg.Market.clear>` call per distinct
    reserve;
-2. hands the batch's writes to the group-commit writer as one transaction: per auction, the winner's
-   budget hold (a compiled conditional ``UPDATE ... RETURNING`` of its money, re-checked by the
-   database under its row lock) and the auction's row;
-3. after the commit, applies the committed money to the in-memory market and answers every waiter.
+2. recorded: the batch's writes go to the group-commit writer as one transaction: per auction, the
+   winner's budget hold (:data:`~adspace.exchange.store.money_sql.HOLD`, a conditional ``UPDATE ...
+   RETURNING`` of its money, re-checked by the database under its row lock) and the auction's row;
+3. answered after the commit: the committed money goes into the in-memory market and every waiter
+   gets its :class:`AuctionResult`.
 
 A hold that fails its condition (a concurrent auction, here or in another process, took the budget
 first) sends that auction back to the queue to be cleared again on the refreshed market; after two such
-refusals its winner is left out, after four the request gets 409.
-
-Batching adds no wait when the exchange is idle: the pipeline takes what is queued the moment it is
-free. Under load (one of the last few batches had more than one caller) it waits for auctions
-already on their way, so batches fill: until as many are queued as the largest of those batches had
-callers -- its own auctions plus those still in flight when it was taken, whose callers come back
-once answered (callers that came back together are taken the moment the last of them arrives, and
-callers split across two batches merge again) -- and at most ``batch_window_us`` (default 200 µs),
-or on a market whose clearing pass costs more than that (100,000 campaigns: ~10 ms, about the same for
-one auction as for eight) up to a quarter of a pass (at most 5 ms), so concurrent callers share a pass
-instead of queueing for the next. Nothing is acknowledged before its transaction has committed.
+refusals its winner is left out, after four the request gets 409. Nothing is acknowledged before its
+transaction has committed.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import threading
 import time
-from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -42,7 +35,6 @@ from typing import Any
 
 import anyio
 import numpy as np
-from sqlalchemy import bindparam, case, insert, select, update
 from sqlalchemy.engine import Connection
 
 from adspace.exchange.core.apikeys import new_auction_id
@@ -50,61 +42,15 @@ from adspace.exchange.core.config import Settings
 from adspace.exchange.domain.live_market import CampaignState, LiveMarket, Outcome, Query
 from adspace.exchange.domain.visibility import explain_for
 from adspace.exchange.http import schemas
-from adspace.exchange.services.common import Conflict, NotFound, Principal, as_utc, utcnow
+from adspace.exchange.services.common import Conflict, Principal, utcnow
 from adspace.exchange.services.holds import PublisherHolds
+from adspace.exchange.services.pipeline import Pipeline
 from adspace.exchange.store import Store
-from adspace.exchange.store.rawsql import RawStatement, cursor_of
-from adspace.exchange.store.tables import Auction, Campaign
+from adspace.exchange.store.money_sql import RAW_HOLD, RAW_INSERT_AUCTION, READ_MONEY, money_of
+from adspace.exchange.store.rawsql import cursor_of
 from adspace.exchange.store.writer import AsyncWaiter, resolve_all
 
-__all__ = ["AuctionResult", "AuctionService", "MONEY_COLUMNS", "money_of"]
-
-log = logging.getLogger("adspace.exchange")
-
-#: Most auctions cleared and committed together.
-MAX_BATCH = 128
-#: Under load the pipeline waits until as many auctions are queued as the largest of this many recent
-#: batches had callers (its auctions plus those in flight when it was taken), or the window below has passed.
-RECENT_BATCHES = 8
-#: Under load, the pipeline waits for arrivals up to ``batch_window_us`` or this share of a batch's
-#: clearing time, whichever is longer (at most MAX_WINDOW_S).
-WINDOW_SHARE = 0.25
-MAX_WINDOW_S = 0.005
-#: Batches cleared but not yet committed: the pipeline clears while the writer commits, and batches
-#: waiting for the writer go into its next transaction together.
-IN_FLIGHT = 4
-
-_c = Campaign.__table__.c
-
-#: The money columns of a campaign, in the order :func:`money_of` reads them.
-MONEY_COLUMNS = (_c.spent_micros, _c.held_micros, _c.daily_day, _c.daily_used_micros, _c.money_version)
-
-# Compiled once: the hold is a conditional UPDATE (the budget and daily cap re-checked by the database,
-# under its row lock), returning the campaign's committed money.
-_USED_TODAY = case((_c.daily_day == bindparam("p_day"), _c.daily_used_micros), else_=0)
-_HOLD = (
-    update(Campaign.__table__)
-    .where(
-        _c.id == bindparam("p_campaign"),
-        _c.deleted_at.is_(None),
-        _c.status == "active",
-        _c.budget_micros - _c.spent_micros - _c.held_micros >= bindparam("p_bid"),
-        _c.daily_budget_micros.is_(None) | (_USED_TODAY + bindparam("p_bid") <= _c.daily_budget_micros),
-    )
-    .values(
-        held_micros=_c.held_micros + bindparam("p_price"),
-        daily_used_micros=_USED_TODAY + bindparam("p_price"),
-        daily_day=bindparam("p_day"),
-        money_version=_c.money_version + 1,
-    )
-    .returning(*MONEY_COLUMNS)
-)
-_INSERT_AUCTION = insert(Auction.__table__)
-# The same two statements on the driver's cursor, inside the writer's transaction (store/rawsql.py).
-_RAW_HOLD = RawStatement(_HOLD)
-_AUCTION_COLUMNS = tuple(c.name for c in Auction.__table__.c)
-_RAW_INSERT_AUCTION = RawStatement(_INSERT_AUCTION, column_keys=_AUCTION_COLUMNS)
-_MONEY = select(*MONEY_COLUMNS).where(_c.id == bindparam("p_campaign"))
+__all__ = ["AuctionAsk", "AuctionResult", "AuctionService", "deciding_keyword", "explain"]
 
 _REASON_FILLED = (
     "highest score log(bid) - |x - c|^2 / sigma^2 among the eligible campaigns; the price is the "
@@ -112,14 +58,29 @@ _REASON_FILLED = (
 )
 
 
-def _held(money) -> tuple[bool, Any]:
-    """(whether the hold's conditional UPDATE matched, the campaign's money it returned)."""
-    return money is not None, money
+@dataclass(frozen=True, slots=True)
+class AuctionAsk:
+    """One auction, as a caller asks for it.
+
+    The query is a keyword's point, an ``embedding`` or a conversation's ``text`` (see
+    :meth:`AuctionService.run`); ``reserve_micros`` ``None`` is the exchange's default reserve;
+    ``tau`` is the relevance gate; ``source`` and ``notice_token`` are recorded with the auction.
+    """
+
+    who: Principal
+    embedding: Sequence[float] | np.ndarray | None = None
+    text: str | None = None
+    keywords: list[str] | None = None
+    reserve_micros: int | None = None
+    tau: float | None = None
+    source: str = "rest"
+    notice_token: str | None = None
 
 
-def money_of(row) -> dict[str, Any]:
-    """Keyword arguments of :meth:`LiveMarket.set_money` from a row of :data:`MONEY_COLUMNS`."""
-    return {"spent": row[0], "held": row[1], "daily_day": row[2], "daily_used": row[3], "version": row[4]}
+def deciding_keyword(keywords: Iterable[str] | None, bid_on: Callable[[str], bool]) -> str | None:
+    """The keyword whose point an auction runs at: the first of the request's ``keywords`` (in its
+    order) that campaigns bid on (``bid_on``), else ``None`` (the query's own point decides)."""
+    return next((k for k in keywords or () if bid_on(k)), None)
 
 
 @dataclass(frozen=True)
@@ -177,26 +138,12 @@ def explain(out: Outcome) -> dict[str, Any]:
 
 
 class _Job:
-    """One queued auction."""
+    """One queued auction: the ask, its point and reserve, and its progress through the pipeline."""
 
-    __slots__ = (
-        "who",
-        "x",
-        "keywords",
-        "reserve",
-        "tau",
-        "source",
-        "token",
-        "exclude",
-        "attempt",
-        "refresh",
-        "future",
-        "t0",
-    )
+    __slots__ = ("ask", "x", "reserve", "exclude", "attempt", "refresh", "future", "t0")
 
-    def __init__(self, who, x, keywords, reserve, tau, source, token, waiter=None):
-        self.who, self.x, self.keywords, self.reserve, self.tau = who, x, keywords, reserve, tau
-        self.source, self.token = source, token
+    def __init__(self, ask: AuctionAsk, x: np.ndarray | None, reserve: int, waiter: AsyncWaiter | None = None):
+        self.ask, self.x, self.reserve = ask, x, reserve
         self.exclude: set[str] = set()
         self.attempt = 0
         self.refresh: str | None = None
@@ -206,7 +153,7 @@ class _Job:
 
 
 class AuctionService:
-    """Clears, holds and records auctions in micro-batches; reads a publisher's own auctions back."""
+    """Clears, holds and records auctions in micro-batches (see the module docstring)."""
 
     def __init__(
         self,
@@ -223,159 +170,71 @@ class AuctionService:
         self.settings = settings
         self.embed = embed
         self.cached_embedding = cached_embedding or (lambda text: None)
-        self.window_s = settings.batch_window_us / 1e6
         #: Seconds: embedding (callers' threads), clearing (per batch), from handing a batch to the writer
         #: to its commit (per batch), and the sum of every auction's time from submit to answer.
         self.timings = {"embed": 0.0, "clear": 0.0, "db": 0.0, "latency": 0.0, "auctions": 0}
         self._timing_lock = threading.Lock()
-        self._cond = threading.Condition()
-        self._queue: list[_Job] = []
-        self._closed = False
-        self._thread: threading.Thread | None = None
-        #: callers of the last batches: each batch's auctions plus those in flight when it was taken
-        self._recent: deque[int] = deque(maxlen=RECENT_BATCHES)
-        self._busy = 0  # auctions taken and not yet answered (being cleared, committed or re-queued)
-        self._enough = MAX_BATCH  # queued auctions that wake a pipeline waiting for arrivals
-        self._clear_s = 0.0
-        self._idle = False  # the pipeline waits for work (an arrival must wake it)
-        self._slots = threading.BoundedSemaphore(IN_FLIGHT)
+        self.pipeline = Pipeline(self._clear_and_submit, settings.batch_window_us / 1e6)
 
-    # -- the pipeline --------------------------------------------------------------------------------
     def start(self) -> None:
-        with self._cond:
-            if self._thread is None:
-                self._closed = False
-                self._thread = threading.Thread(target=self._loop, name="adspace-auctions", daemon=True)
-                self._thread.start()
+        self.pipeline.start()
 
     def stop(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-            t, self._thread = self._thread, None
-        if t is not None:
-            t.join(timeout=10)
+        self.pipeline.stop()
 
-    def point(self, embedding, text: str | None, keywords: list[str] | None) -> np.ndarray | None:
-        """The query point: the embedding, or the conversation embedded (``None`` when a keyword of a
-        keyword campaign decides the point, or no query was given)."""
-        if keywords and any(self.market.has_keyword(k) for k in keywords):
-            return None
-        if embedding is not None:
-            return np.asarray(embedding, dtype=np.float64)
-        if text is not None:
-            t0 = time.perf_counter()
-            x = self.embed([text])[0]
-            self._time("embed", time.perf_counter() - t0)
-            return x
-        return None
+    # -- the one way in ------------------------------------------------------------------------------
+    def run(self, ask: AuctionAsk) -> AuctionResult:
+        """Clear one auction, hold the winner's price against its budget, and record it (committed).
 
-    def submit(
-        self,
-        who: Principal,
-        x: np.ndarray | None,
-        *,
-        keywords: list[str] | None,
-        reserve_micros: int | None,
-        tau: float | None,
-        source: str = "rest",
-        notice_token: str | None = None,
-        waiter: AsyncWaiter | None = None,
-    ) -> Future[AuctionResult] | AsyncWaiter:
-        """Queue an auction at point ``x`` (see :meth:`point`); the future (or ``waiter``, for a caller
-        on an event loop) resolves once it has committed."""
-        reserve = self.settings.default_reserve_micros if reserve_micros is None else reserve_micros
-        job = _Job(who, x, keywords, reserve, tau, source, notice_token, waiter)
-        if self._thread is None:
-            self.start()
-        with self._cond:
-            self._queue.append(job)
-            if self._idle or len(self._queue) >= self._enough:
-                self._cond.notify()
-        return job.future
+        Blocks the calling thread (a conversation's text is embedded on it) until the auction's batch
+        has committed."""
+        x = self._point(ask)
+        if isinstance(x, str):
+            x = self._embed(x)
+        return self._queue(ask, x).result()
 
-    def run(
-        self,
-        who: Principal,
-        *,
-        embedding: list[float] | np.ndarray | None,
-        text: str | None,
-        keywords: list[str] | None,
-        reserve_micros: int | None,
-        tau: float | None,
-        source: str = "rest",
-        notice_token: str | None = None,
-    ) -> AuctionResult:
-        """Clear one auction, hold the winner's price against its budget, and record it (committed)."""
-        x = self.point(embedding, text, keywords)
-        fut = self.submit(
-            who, x, keywords=keywords, reserve_micros=reserve_micros, tau=tau, source=source, notice_token=notice_token
-        )
-        return fut.result()
-
-    async def run_async(
-        self,
-        who: Principal,
-        *,
-        embedding: list[float] | np.ndarray | None,
-        text: str | None,
-        keywords: list[str] | None,
-        reserve_micros: int | None,
-        tau: float | None,
-    ) -> AuctionResult:
+    async def run_async(self, ask: AuctionAsk) -> AuctionResult:
         """:meth:`run` for an event loop: never blocks it (a text not embedded before is embedded in a
         worker thread; the auction waits for the pipeline without holding a thread)."""
-        x = None
-        if text is not None and embedding is None and not (keywords and any(map(self.market.has_keyword, keywords))):
-            x = self.cached_embedding(text)
+        x = self._point(ask)
+        if isinstance(x, str):
+            text, x = x, self.cached_embedding(x)
             if x is None:
-                x = await anyio.to_thread.run_sync(self.point, None, text, keywords)
-        else:
-            x = self.point(embedding, None, keywords)
+                x = await anyio.to_thread.run_sync(self._embed, text)
         w = AsyncWaiter()
-        self.submit(who, x, keywords=keywords, reserve_micros=reserve_micros, tau=tau, waiter=w)
+        self._queue(ask, x, w)
         return await w.future
+
+    def _point(self, ask: AuctionAsk) -> np.ndarray | str | None:
+        """The auction's point: ``None`` when a keyword decides it (the market puts the auction at that
+        keyword's point) or no query was given; else the embedding; else the text, still to embed."""
+        if deciding_keyword(ask.keywords, self.market.has_keyword) is not None:
+            return None
+        if ask.embedding is not None:
+            return np.asarray(ask.embedding, dtype=np.float64)
+        return ask.text
+
+    def _embed(self, text: str) -> np.ndarray:
+        t0 = time.perf_counter()
+        x = self.embed([text])[0]
+        self._time("embed", time.perf_counter() - t0)
+        return x
+
+    def _job(self, ask: AuctionAsk, x: np.ndarray | None, waiter: AsyncWaiter | None = None) -> _Job:
+        reserve = self.settings.default_reserve_micros if ask.reserve_micros is None else ask.reserve_micros
+        return _Job(ask, x, reserve, waiter)
+
+    def _queue(self, ask: AuctionAsk, x: np.ndarray | None, waiter: AsyncWaiter | None = None):
+        """Queue an auction at point ``x``; its future (or ``waiter``) resolves once it has committed."""
+        job = self._job(ask, x, waiter)
+        self.pipeline.put(job)
+        return job.future
 
     def _time(self, key: str, seconds: float) -> None:
         with self._timing_lock:
             self.timings[key] += seconds
 
-    def _loop(self) -> None:
-        while True:
-            self._slots.acquire()  # at most IN_FLIGHT batches cleared and not yet committed
-            with self._cond:
-                while not self._queue and not self._closed:
-                    self._idle = True
-                    self._cond.wait()
-                self._idle = False
-                if not self._queue:
-                    self._slots.release()
-                    return
-                enough = min(MAX_BATCH, max(self._recent, default=1))
-                if enough > 1 and len(self._queue) < enough and self.window_s > 0:
-                    # Under load: let auctions on their way join, until as many are queued as the
-                    # recent batches had callers (the submit that makes them enough wakes this wait:
-                    # one wake-up per batch, not one per auction) or the window has passed. On a market so
-                    # large that a clearing pass costs more than the window (a pass over every
-                    # campaign: about the same for 1 auction as for 8), wait up to a quarter of a pass.
-                    self._enough = enough
-                    self._cond.wait(min(MAX_WINDOW_S, max(self.window_s, WINDOW_SHARE * self._clear_s)))
-                    self._enough = MAX_BATCH
-                batch = self._queue[:MAX_BATCH]
-                del self._queue[:MAX_BATCH]
-                # The callers of the auctions still in flight come back once answered: counting them
-                # lets two halves of the same callers, split across batches, merge again.
-                self._recent.append(len(batch) + self._busy)
-                self._busy += len(batch)
-            try:
-                self._clear_and_submit(batch)
-            except BaseException as exc:  # noqa: BLE001 - every waiter of the batch gets it
-                self._slots.release()
-                with self._cond:
-                    self._busy -= len(batch)
-                log.exception("auction batch failed")
-                resolve_all([(job.future, False, exc) for job in batch if not job.future.done()])
-
+    # -- one batch: clear, hold and record, answer ---------------------------------------------------
     def _clear_and_submit(self, batch: list[_Job]) -> None:
         """Clear one batch and hand its writes to the writer; :meth:`_finish` answers after the commit.
 
@@ -389,7 +248,14 @@ class AuctionService:
         now = utcnow()
         outs = self.market.run_batch(
             [
-                Query(j.x, j.keywords, j.reserve, j.tau, frozenset(j.exclude), self.holds.capped(j.who.account_id, now))
+                Query(
+                    j.x,
+                    j.ask.keywords,
+                    j.reserve,
+                    j.ask.tau,
+                    frozenset(j.exclude),
+                    self.holds.capped(j.ask.who.account_id, now),
+                )
                 for j in batch
             ],
             now,
@@ -405,17 +271,18 @@ class AuctionService:
             # auctions whose hold stood (or that need none) are inserted by one executemany.
             cur = cursor_of(conn)
             # Holds in campaign-id order: two processes' transactions lock campaign rows in one order.
+            # Per auction: (whether the hold's condition matched, the campaign's money it returned).
             held: list[tuple[bool, Any]] = [(True, None)] * len(holds)
             order = sorted((i for i, h in enumerate(holds) if h is not None), key=lambda i: holds[i]["p_campaign"])
-            for i, money in zip(order, _RAW_HOLD.first_each(conn, cur, [holds[i] for i in order]), strict=True):
-                held[i] = _held(money)
+            for i, money in zip(order, RAW_HOLD.first_each(conn, cur, [holds[i] for i in order]), strict=True):
+                held[i] = (money is not None, money)
             keep = [row for row, (ok, _) in zip(rows, held, strict=True) if ok]
-            _RAW_INSERT_AUCTION.executemany(conn, cur, keep)
+            RAW_INSERT_AUCTION.executemany(conn, cur, keep)
             return held
 
         t1 = time.perf_counter()
         self._time("clear", t1 - t0)
-        self._clear_s += 0.2 * ((t1 - t0) - self._clear_s)  # moving average of a batch's clearing time
+        self.pipeline.cleared(t1 - t0)
         fut = self.store.writer.submit_future(op)
         fut.add_done_callback(lambda f: self._finish(batch, outs, records, t1, f))
 
@@ -444,13 +311,8 @@ class AuctionService:
                     if job.attempt >= 2:
                         job.exclude.add(out.campaign.id)
                     if job.attempt >= 4:
-                        answers.append(
-                            (
-                                job.future,
-                                False,
-                                Conflict("auction: could not hold a winner's budget after several tries; retry"),
-                            )
-                        )
+                        refused = Conflict("auction: could not hold a winner's budget after several tries; retry")
+                        answers.append((job.future, False, refused))
                         latency += t2 - job.t0
                     else:
                         retry.append(job)
@@ -458,7 +320,7 @@ class AuctionService:
                 if money is not None:
                     self.market.set_money(out.campaign.id, **money_of(money))
                     self.holds.add(
-                        result.auction_id, job.who.account_id, out.campaign, out.price_micros, result.expires_at
+                        result.auction_id, job.ask.who.account_id, out.campaign, out.price_micros, result.expires_at
                     )
                 done += 1
                 latency += t2 - job.t0
@@ -470,22 +332,17 @@ class AuctionService:
                 tm["auctions"] += done
                 tm["latency"] += latency
         finally:
-            # In one step, so no batch sees the refused auctions both queued and in flight.
-            with self._cond:
-                self._busy -= len(batch)  # answered, or back in the queue
-                if retry:
-                    self._queue[:0] = retry
-                    self._cond.notify()
-            self._slots.release()
+            self.pipeline.done(batch, retry)  # answered, or back in the queue
 
     def _record(self, job: _Job, out: Outcome, now: datetime, day: str, expires: datetime):
         """The auction's budget hold (``None`` for no fill), its row, and the result it answers with."""
+        ask = job.ask
         why = explain(out)
         camp = out.campaign if out.filled else None
         row = {
             "id": new_auction_id(),
-            "publisher_id": job.who.account_id,
-            "source": job.source,
+            "publisher_id": ask.who.account_id,
+            "source": ask.source,
             "created_at": now,
             "expires_at": expires,
             "day": day,
@@ -495,7 +352,7 @@ class AuctionService:
             "price_micros": out.price_micros,
             "status": "held" if out.filled else "no_fill",
             "keyword": out.keyword,
-            "notice_token": job.token,
+            "notice_token": ask.notice_token,
             "explain": json.dumps(why),
             "billed_at": None,
             "clicked_at": None,
@@ -509,7 +366,7 @@ class AuctionService:
             campaign=camp,
             price_micros=out.price_micros,
             expires_at=expires if out.filled else None,
-            explain=explain_for(job.who, why),  # the full one is stored; the caller sees its share (visibility.py)
+            explain=explain_for(ask.who, why),  # the full one is stored; the caller sees its share (visibility.py)
             outcome=out,
         )
         return hold, row, result
@@ -517,41 +374,6 @@ class AuctionService:
     def refresh_money(self, campaign_id: str) -> None:
         """Re-read a campaign's committed money into the market (after a refused hold)."""
         with self.store.read_engine.connect() as conn:
-            row = conn.execute(_MONEY, {"p_campaign": campaign_id}).first()
+            row = conn.execute(READ_MONEY, {"p_campaign": campaign_id}).first()
         if row is not None:
             self.market.set_money(campaign_id, **money_of(row))
-
-    # -- reading -------------------------------------------------------------------------------------
-    def get(self, who: Principal, auction_id: str) -> schemas.AuctionOut:
-        with self.store.read() as s:
-            a = s.get(Auction, auction_id)
-            if a is None or a.publisher_id != who.account_id:
-                raise NotFound(f"auction_id: no auction {auction_id!r} of yours")
-            return auction_out(who, a)
-
-    def list(self, who: Principal, *, limit: int, offset: int) -> list[schemas.AuctionOut]:
-        with self.store.read() as s:
-            rows = s.scalars(
-                select(Auction)
-                .where(Auction.publisher_id == who.account_id)
-                .order_by(Auction.created_at.desc(), Auction.id)
-                .limit(limit)
-                .offset(offset)
-            )
-            return [auction_out(who, a) for a in rows]
-
-
-def auction_out(who: Principal, a: Auction) -> schemas.AuctionOut:
-    return schemas.AuctionOut(
-        auction_id=a.id,
-        created_at=as_utc(a.created_at),
-        expires_at=as_utc(a.expires_at),
-        source=a.source,
-        filled=a.filled,
-        status=a.status,
-        campaign_id=a.campaign_id,
-        price_micros=a.price_micros,
-        billed_at=as_utc(a.billed_at),
-        clicked_at=as_utc(a.clicked_at),
-        explain=explain_for(who, json.loads(a.explain), winner_advertiser_id=a.advertiser_id),
-    )

@@ -29,8 +29,8 @@ from sqlalchemy import BigInteger, DateTime, Integer, String, bindparam, column,
 from sqlalchemy.engine import Connection
 
 from adspace.exchange.http import schemas
-from adspace.exchange.services.auctions import MONEY_COLUMNS
 from adspace.exchange.services.common import EXCHANGE_OWNER
+from adspace.exchange.store.money_sql import MONEY_COLUMNS
 from adspace.exchange.store.rawsql import RawStatement, cursor_of
 from adspace.exchange.store.tables import Auction, Campaign, LedgerPosting, LedgerTransaction
 

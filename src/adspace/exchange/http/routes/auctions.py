@@ -13,8 +13,10 @@ from adspace.exchange.http.fastlane import auction_json, billing_json
 
 router = APIRouter(prefix="/v1/auctions", tags=["auctions"])
 
-# Well-formed auction and billing requests of publishers are answered by api/fastlane.py, in front of
-# these routes, through the same two functions (auction_json, billing_json); the routes answer the rest.
+# POST /v1/auctions and POST /v1/auctions/{auction_id}/billing are served by the fast lane
+# (http/fastlane.py), which answers every request to them, errors included. Their routes below are the
+# operations' contract in the OpenAPI document; they call the same two functions (auction_json,
+# billing_json) and serve the operations only in an app built without the lane (ADSPACE_FAST_LANE=0).
 
 
 @router.post("", response_model=schemas.AuctionResponse)
@@ -34,12 +36,12 @@ def list_auctions(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
 ):
-    return ex.auctions.list(who, limit=limit, offset=offset)
+    return ex.auction_reads.list(who, limit=limit, offset=offset)
 
 
 @router.get("/{auction_id}", response_model=schemas.AuctionOut)
 def get_auction(auction_id: Id, ex: ExchangeDep, who: Publisher):
-    return ex.auctions.get(who, auction_id)
+    return ex.auction_reads.get(who, auction_id)
 
 
 @router.post("/{auction_id}/billing", response_model=schemas.BillingResult)
@@ -51,4 +53,4 @@ async def bill(auction_id: Id, ex: ExchangeDep, who: Publisher):
 @router.post("/{auction_id}/click", response_model=schemas.ClickResult)
 def click(auction_id: Id, ex: ExchangeDep, who: Publisher):
     """The ad was clicked (recorded once, for reports; clicks are not charged)."""
-    return ex.billing.click(who, auction_id)
+    return ex.clicks.record(who, auction_id)

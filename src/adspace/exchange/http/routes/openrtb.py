@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, HTTPException, Query, Response
 
 from adspace.exchange.domain import openrtb_mapping as openrtb
 from adspace.exchange.http.deps import ExchangeDep, Id, Publisher
+from adspace.exchange.services.auctions import AuctionAsk
 
 router = APIRouter(tags=["openrtb"])
 
@@ -38,14 +39,15 @@ def auction(
     for imp_id, reserve in req["imps"]:
         token = secrets.token_urlsafe(16)
         result = ex.auctions.run(
-            who,
-            embedding=None if req["embedding"] is None else req["embedding"].tolist(),
-            text=req["text"],
-            keywords=req["keywords"],
-            reserve_micros=reserve,
-            tau=None,
-            source="openrtb",
-            notice_token=token,
+            AuctionAsk(
+                who,
+                embedding=None if req["embedding"] is None else req["embedding"].tolist(),
+                text=req["text"],
+                keywords=req["keywords"],
+                reserve_micros=reserve,
+                source="openrtb",
+                notice_token=token,
+            )
         )
         camp = result.campaign
         if result.filled and result.price_micros >= 0:
