@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse
 
 from adspace.exchange.http import schemas
 from adspace.exchange.http.deps import Admin, Caller, ExchangeDep, Publisher
-from adspace.exchange.services.dashboard.market_views import RECENT_MAX
+from adspace.exchange.services.dashboard.snapshot import RECENT_MAX
 
 __all__ = ["router", "STATIC"]
 
