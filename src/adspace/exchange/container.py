@@ -7,7 +7,11 @@ Each service has one job and owns its transactions; they share the :class:`~adsp
 * ``accounts``  -- keys and roles, accounts, ledger accounts
 * ``campaigns`` -- campaigns, and the market cache they feed
 * ``auctions``  -- clear (micro-batched), hold, record (group-committed), explain
-* ``billing``   -- charges exactly once, clicks, hold expiry, OpenRTB notices, the ledger
+* ``auction_reads`` -- a publisher's own auctions, read back
+* ``billing``   -- charges exactly once, OpenRTB billing and loss notices
+* ``clicks``    -- a click on a billed ad, once
+* ``hold_expiry`` -- holds given back when the billing window closes (a sweeper thread) or the auction is lost
+* ``ledger``    -- the double-entry ledger, read: postings, balances, the invariant check
 * ``holds``     -- per-publisher caps on outstanding holds (in memory; budget griefing)
 * ``reports``   -- per-campaign outcomes
 * ``dashboard`` -- market map, slices, projection (what the market looks like at a query)
@@ -27,13 +31,17 @@ import numpy as np
 from adspace.exchange.core.config import Settings, default_clear_threads
 from adspace.exchange.domain.live_market import LiveMarket
 from adspace.exchange.services.accounts import AccountService
+from adspace.exchange.services.auction_reads import AuctionReads
 from adspace.exchange.services.auctions import AuctionService
 from adspace.exchange.services.billing import BillingService
 from adspace.exchange.services.campaigns import CampaignService
+from adspace.exchange.services.clicks import ClickService
 from adspace.exchange.services.common import Unavailable
 from adspace.exchange.services.dashboard.activity import ActivityService
 from adspace.exchange.services.dashboard.market_views import DashboardService
+from adspace.exchange.services.hold_expiry import HoldExpiry
 from adspace.exchange.services.holds import PublisherHolds
+from adspace.exchange.services.ledger import LedgerService
 from adspace.exchange.services.reach_preview import ReachService
 from adspace.exchange.services.reports import ReportService
 from adspace.exchange.store import Store
@@ -59,7 +67,11 @@ class Exchange:
         self.auctions = AuctionService(
             self.store, self.market, settings, self.embed, self.holds, cached_embedding=self.cached_embedding
         )
-        self.billing = BillingService(self.store, self.market, settings, self.accounts, self.holds)
+        self.auction_reads = AuctionReads(self.store)
+        self.hold_expiry = HoldExpiry(self.store, self.market, settings, self.holds)
+        self.billing = BillingService(self.store, self.market, settings, self.accounts, self.holds, self.hold_expiry)
+        self.clicks = ClickService(self.store)
+        self.ledger = LedgerService(self.store)
         self.reports = ReportService(self.store)
         self.activity = ActivityService(self.store)
         self.dashboard = DashboardService(self.store, self.market, settings, self.auctions, self.embed)
@@ -82,17 +94,17 @@ class Exchange:
         """Fill the in-memory market from the database (at start), and the publishers' hold counts."""
         self.campaigns.load()
         if self.holds.enabled:
-            self.holds.load(self.billing.held(), self.market.get)
+            self.holds.load(self.hold_expiry.held(), self.market.get)
 
     def start_background(self) -> None:
         self.auctions.start()
-        self.billing.start_sweeper()
+        self.hold_expiry.start()
         if self.settings.preload_model:
             threading.Thread(target=self._preload, name="adspace-model", daemon=True).start()
 
     def close(self) -> None:
         self.auctions.stop()
-        self.billing.stop_sweeper()
+        self.hold_expiry.stop()
         self.store.close()
 
     # -- the embedding model -------------------------------------------------------------------------

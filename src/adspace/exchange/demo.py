@@ -18,6 +18,7 @@ from sqlalchemy import func, select, update
 from adspace.exchange.container import Exchange
 from adspace.exchange.http import schemas
 from adspace.exchange.services import Principal
+from adspace.exchange.services.auctions import AuctionAsk
 from adspace.exchange.services.common import utcnow
 from adspace.exchange.store.tables import Account, Auction, LedgerTransaction
 
@@ -150,13 +151,7 @@ def seed_traffic(ex: Exchange, publisher: Principal, *, auctions: int = 240, see
         text = rng.choice(DEMO_QUERIES)
         keywords = ["sourdough"] if rng.random() < DEMO_KEYWORD_SHARE else None
         result = ex.auctions.run(
-            publisher,
-            embedding=None,
-            text=text,
-            keywords=keywords,
-            reserve_micros=DEMO_RESERVE_MICROS,
-            tau=None,
-            source="demo",
+            AuctionAsk(publisher, text=text, keywords=keywords, reserve_micros=DEMO_RESERVE_MICROS, source="demo")
         )
         counts["auctions"] += 1
         back = timedelta(minutes=m, seconds=rng.randrange(60))
@@ -168,7 +163,7 @@ def seed_traffic(ex: Exchange, publisher: Principal, *, auctions: int = 240, see
                 counts["billed"] += 1
                 bill_after = timedelta(seconds=rng.randrange(2, 40))
                 if rng.random() < 0.06:
-                    ex.billing.click(publisher, result.auction_id)
+                    ex.clicks.record(publisher, result.auction_id)
                     counts["clicked"] += 1
                     click_after = bill_after + timedelta(seconds=rng.randrange(5, 300))
         shifts.append((result.auction_id, back, bill_after, click_after))
@@ -187,7 +182,7 @@ def seed_traffic(ex: Exchange, publisher: Principal, *, auctions: int = 240, see
             if click_after is not None:
                 values["clicked_at"] = at + click_after
             s.execute(update(Auction).where(Auction.id == auction_id).values(**values))
-    ex.billing.release_expired(limit=auctions)
+    ex.hold_expiry.release_expired(limit=auctions)
     return counts
 
 

@@ -44,13 +44,13 @@ def ledger(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ):
     """Your ledger account's postings (the admin sees the exchange's), oldest first, and its balance."""
-    return ex.billing.ledger(who, after=after, limit=limit)
+    return ex.ledger.page(who, after=after, limit=limit)
 
 
 @router.get("/ledger/check")
 def ledger_check(ex: ExchangeDep, _: Admin) -> dict:
     """Admin: the ledger's invariants (postings sum to zero, one charge per billed auction, spend = prices)."""
-    return ex.billing.ledger_check()
+    return ex.ledger.check()
 
 
 @router.get("/stats")
