@@ -1,7 +1,7 @@
 """Budget griefing, measured: a publisher runs auctions it never bills; how much of an advertiser's
 budget does it lock, how fast, for how long, and does any other publisher still get the campaign?
 
-Starts the real server (``python -m adspace.exchange``) on a fresh SQLite file on a free 127.0.0.1 port,
+Starts the real server (``python -m adspace.cli serve``) on a fresh SQLite file on a free 127.0.0.1 port,
 once per setting of ``ADSPACE_PUBLISHER_HOLD_CAP_BPS`` (10000 = no cap;
 1000 = the default cap of 10 % of the budget). In each: a victim campaign (bid 3, budget 30 units) and a
 twin of another advertiser at the same point (bid 2 units, so every win holds a price of 2 units);
@@ -48,7 +48,7 @@ def serve(db: Path, cap_bps: int) -> tuple[subprocess.Popen, str]:
         "ADSPACE_RATE_LIMIT_PER_SECOND": "0",
         "ADSPACE_PUBLISHER_HOLD_CAP_BPS": str(cap_bps),
     }
-    cmd = [sys.executable, "-m", "adspace.exchange", "--port", str(port), "--database-url", f"sqlite:///{db}"]
+    cmd = [sys.executable, "-m", "adspace.cli", "serve", "--port", str(port), "--database-url", f"sqlite:///{db}"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     for _ in range(600):

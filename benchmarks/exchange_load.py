@@ -82,8 +82,8 @@ def seed(database_url: str, admin_key: str, n: int, rng: np.random.Generator) ->
     """Bulk-insert ``n`` campaigns through the exchange's own models; returns (publisher key, centers)."""
     from adspace.exchange.container import Exchange
     from adspace.exchange.core.apikeys import new_id
+    from adspace.exchange.core.common import vec_bytes as _vec_bytes
     from adspace.exchange.core.config import Settings
-    from adspace.exchange.services.common import vec_bytes as _vec_bytes
     from adspace.exchange.store.tables import Campaign
 
     ex = Exchange(Settings(database_url=database_url, admin_key=admin_key, preload_model=False))
@@ -367,7 +367,7 @@ def main() -> None:
         "ADSPACE_PRELOAD_MODEL": "1",
         "ADSPACE_PUBLIC_URL": base,
     }
-    cmd = [sys.executable, "-m", "adspace.exchange", "--port", str(port), "--database-url", url, "--no-access-log"]
+    cmd = [sys.executable, "-m", "adspace.cli", "serve", "--port", str(port), "--database-url", url, "--no-access-log"]
     cmd += ["--workers", str(args.workers)]
     proc = start(cmd, env, tmp / "server.log")
     ceiling = None

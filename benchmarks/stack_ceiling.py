@@ -3,7 +3,7 @@
 The same framework, server and request models as the exchange, with ``async`` endpoints (no thread-pool
 hop: the best this stack does) that validate the same bodies and answer a small JSON:
 
-* ``POST /v1/auctions``: parses and validates an :class:`adspace.exchange.http.schemas.AuctionRequest` (a
+* ``POST /v1/auctions``: parses and validates an :class:`adspace.exchange.core.schemas.AuctionRequest` (a
   384-float embedding or a conversation) behind the same bearer-token dependency shape;
 * ``POST /v1/auctions/{auction_id}/billing``: the billing path's shape (path id, bearer token);
 * the same two under ``/sync/...`` as plain functions, which FastAPI runs in its thread pool (the
@@ -23,7 +23,7 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, HTTPException, Path
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from adspace.exchange.http import schemas
+from adspace.exchange.core import schemas
 
 bearer = HTTPBearer(auto_error=False)
 

@@ -34,7 +34,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp())
     log = tmp / "server.log"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "ADSPACE_ADMIN_KEY": ""}
-    cmd = [sys.executable, "-m", "adspace.exchange", "--port", str(port), "--demo"]
+    cmd = [sys.executable, "-m", "adspace.cli", "serve", "--port", str(port), "--demo"]
     cmd += ["--database-url", f"sqlite:///{tmp / 'demo.db'}"]
     proc = subprocess.Popen(cmd, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     try:

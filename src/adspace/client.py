@@ -10,7 +10,7 @@ Example (needs a running exchange; the README's walkthrough runs it as a test)::
         creative={"title": "TrailCo Ridge 3", "url": "https://example.com/trailco"})
 
 ``AsyncClient`` has the same methods, to be awaited. Answers are the exchange's own pydantic models
-(:mod:`adspace.exchange.http.schemas`), so fields are typed and checked; the dashboard's JSON views come
+(:mod:`adspace.exchange.core.schemas`), so fields are typed and checked; the dashboard's JSON views come
 back as dicts.
 
 Errors. An answer other than 2xx raises :class:`ApiError` (a subclass per status:
@@ -41,7 +41,7 @@ from typing import Any, Literal
 import httpx2 as httpx
 from pydantic import TypeAdapter
 
-from adspace.exchange.http import schemas
+from adspace.exchange.core import schemas
 
 __all__ = [
     "ApiError",
@@ -253,7 +253,7 @@ class _Endpoints:
         return self._do(_Call("GET", f"/v1/campaigns/{campaign_id}", model=schemas.CampaignOut))
 
     def update_campaign(self, campaign_id: str, **fields: Any) -> schemas.CampaignOut:
-        """Change the fields given (as in :class:`adspace.exchange.http.schemas.CampaignUpdate`; ``None`` clears
+        """Change the fields given (as in :class:`adspace.exchange.core.schemas.CampaignUpdate`; ``None`` clears
         ``daily_budget_micros``, ``starts_at`` and ``ends_at``)."""
         body = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in fields.items()}
         return self._do(_Call("PATCH", f"/v1/campaigns/{campaign_id}", body, model=schemas.CampaignOut))

@@ -72,7 +72,7 @@ class Api:
 
 
 class Server:
-    """``python -m adspace.exchange`` on a free loopback port."""
+    """``python -m adspace.cli serve`` on a free loopback port."""
 
     def __init__(
         self, database_url: str, env: dict[str, str] | None = None, log_dir: Path | None = None, args: tuple = ()
@@ -102,7 +102,8 @@ class Server:
             [
                 sys.executable,
                 "-m",
-                "adspace.exchange",
+                "adspace.cli",
+                "serve",
                 "--port",
                 str(self.port),
                 "--database-url",

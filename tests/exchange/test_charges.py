@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select, text
 
-from adspace.exchange.services.common import as_utc
+from adspace.exchange.core.common import as_utc
 from adspace.exchange.store.charges import MANY_MAX, Charge, charge_many
 from adspace.exchange.store.engine import make_engine
 
@@ -31,8 +31,8 @@ TABLES = ("auctions", "campaigns", "ledger_transactions", "ledger_postings", "le
 def market(tmp_path_factory):
     """A database with two publishers and held auctions on three campaigns (one unfilled auction too)."""
     from adspace.exchange.container import Exchange
+    from adspace.exchange.core import schemas
     from adspace.exchange.core.config import Settings
-    from adspace.exchange.http import schemas
     from adspace.exchange.services import Principal
     from adspace.exchange.services.auctions import AuctionAsk
     from adspace.exchange.store.tables import Auction

@@ -8,7 +8,7 @@ import httpx2 as httpx
 import pytest
 
 from adspace.client import ApiError, AsyncClient, AuthError, Client, InvalidRequest, NotFound, TransportError
-from adspace.exchange.http import schemas
+from adspace.exchange.core import schemas
 
 from .conftest import ADMIN_KEY, isolated_dims, unit
 

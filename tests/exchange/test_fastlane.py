@@ -69,8 +69,8 @@ def apps(tmp_path, monkeypatch):
     """Two apps (lane on, lane off) over one exchange, its keys, and the routes' call counts."""
     from adspace.exchange.app import create_app
     from adspace.exchange.container import Exchange
+    from adspace.exchange.core import schemas
     from adspace.exchange.core.config import Settings
-    from adspace.exchange.http import schemas
     from adspace.exchange.services import Principal
 
     settings = replace(

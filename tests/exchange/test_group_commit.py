@@ -74,7 +74,7 @@ def exchange(tmp_path):
 
 
 def _campaign(ex, who, center, bid, budget):
-    from adspace.exchange.http import schemas
+    from adspace.exchange.core import schemas
 
     body = schemas.CampaignCreate(**campaign_body(center.tolist(), sigma=0.3, bid=bid, budget=budget))
     return ex.campaigns.create(who, body).id

@@ -1,6 +1,6 @@
 """Two exchange processes on one PostgreSQL stay consistent.
 
-Both servers are real ``python -m adspace.exchange`` processes on loopback ports, sharing one fresh
+Both servers are real ``python -m adspace.cli serve`` processes on loopback ports, sharing one fresh
 PostgreSQL database (``ADSPACE_TEST_DATABASE_URL``; the test fails, not skips, without it in CI):
 
 * a campaign created, re-bid, paused or deleted through A is used by auctions on B within a second;

@@ -4,7 +4,7 @@ Against a running exchange (``--url``, with an advertiser key) it calls ``POST /
 through :mod:`adspace.client`, so the preview is the live market's. Offline it fits locally and, with
 ``--market FILE``, previews against that market file. The fit and the preview are
 :mod:`adspace.mechanisms.reach` either way, and both answer with the endpoint's own
-:class:`~adspace.exchange.http.schemas.ReachResult`.
+:class:`~adspace.exchange.core.schemas.ReachResult`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import typer
 from adspace.cli.console import fail, money, quiet_model_loading
 
 if TYPE_CHECKING:  # pragma: no cover
-    from adspace.exchange.http.schemas import ReachResult
+    from adspace.exchange.core.schemas import ReachResult
 
 __all__ = ["ReachReport", "reach"]
 
@@ -150,7 +150,7 @@ def _local(texts: _Evidence, bid_micros, sigma, reserve: float, market_file: Pat
     """The same answer computed here: the fit, and with a bid and a market file, the preview against it."""
     import numpy as np
 
-    from adspace.exchange.http.schemas import ReachPreviewOut, ReachQuery, ReachResult
+    from adspace.exchange.core.schemas import ReachPreviewOut, ReachQuery, ReachResult
     from adspace.marketfiles import build_market, read_market
     from adspace.mechanisms.reach import fit_reach, preview
     from adspace.models.embedder import get_embedder

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from adspace.exchange.core.common import Unavailable
 from adspace.exchange.core.config import Settings, default_clear_threads
 from adspace.exchange.domain.live_market import LiveMarket
 from adspace.exchange.services.accounts import AccountService
@@ -36,7 +37,6 @@ from adspace.exchange.services.auctions import AuctionService
 from adspace.exchange.services.billing import BillingService
 from adspace.exchange.services.campaigns import CampaignService
 from adspace.exchange.services.clicks import ClickService
-from adspace.exchange.services.common import Unavailable
 from adspace.exchange.services.dashboard.activity import ActivityService
 from adspace.exchange.services.dashboard.market_views import DashboardService
 from adspace.exchange.services.hold_expiry import HoldExpiry

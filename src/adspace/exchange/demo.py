@@ -16,10 +16,10 @@ from datetime import timedelta
 from sqlalchemy import func, select, update
 
 from adspace.exchange.container import Exchange
-from adspace.exchange.http import schemas
+from adspace.exchange.core import schemas
+from adspace.exchange.core.common import utcnow
 from adspace.exchange.services import Principal
 from adspace.exchange.services.auctions import AuctionAsk
-from adspace.exchange.services.common import utcnow
 from adspace.exchange.store.tables import Account, Auction, LedgerTransaction
 
 # (advertiser, campaign name, description, sigma, bid in micros, creative title, body, url). The reaches

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from adspace.exchange.services.common import Principal
+from adspace.exchange.core.common import Principal
 
 __all__ = ["AuthHeaderError", "Identity", "SCOPE_KEY", "parse_authorization"]
 

@@ -30,8 +30,8 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from adspace.exchange.core.common import ServiceError, conversation_text
 from adspace.exchange.core.vectors import VectorError, check_vector
-from adspace.exchange.services import ServiceError, conversation_text
 from adspace.models.embedder import DIM, MODEL_NAME
 
 __all__ = [

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from adspace.exchange.services.common import Forbidden, Principal
+from adspace.exchange.core.common import Forbidden, Principal
 
 __all__ = [
     "explain_for",

@@ -3,7 +3,7 @@
 * A request that fails validation (its body, a path or query parameter): 422, ``detail`` a list of
   ``{"loc", "msg", "type"}``, one per error. The offending input is not echoed back: it may be large,
   or not representable in JSON, such as NaN.
-* A service's refusal (:class:`~adspace.exchange.services.common.ServiceError`): its ``status``, and
+* A service's refusal (:class:`~adspace.exchange.core.common.ServiceError`): its ``status``, and
   its ``detail`` naming the field and what is allowed.
 * An HTTP error (the caller is unknown: 401, has the wrong kind of key: 403, no such path: 404, ...):
   its status, detail and headers; the guard's own refusals (400, 413, 429) have the same form.
@@ -24,7 +24,7 @@ from fastapi.responses import Response
 from fastapi.utils import is_body_allowed_for_status_code
 from starlette.exceptions import HTTPException
 
-from adspace.exchange.services.common import ServiceError
+from adspace.exchange.core.common import ServiceError
 
 __all__ = ["answer_of", "error_body", "install", "send_error", "send_exception", "send_json", "validation_detail"]
 

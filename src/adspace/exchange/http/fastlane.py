@@ -39,8 +39,8 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.exceptions import HTTPException
 
+from adspace.exchange.core import schemas
 from adspace.exchange.core.identity import SCOPE_KEY
-from adspace.exchange.http import schemas
 from adspace.exchange.http.deps import Id, identify, require
 from adspace.exchange.http.errors import send_exception, send_json
 from adspace.exchange.services import ServiceError, conversation_text

@@ -1,6 +1,6 @@
 """The exchange's services, one per job; :class:`adspace.exchange.container.Exchange` wires them together."""
 
-from adspace.exchange.services.common import (
+from adspace.exchange.core.common import (
     Conflict,
     Forbidden,
     Gone,

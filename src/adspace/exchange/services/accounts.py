@@ -8,9 +8,9 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from adspace.exchange.core import schemas
 from adspace.exchange.core.apikeys import hash_key, new_id, new_key
-from adspace.exchange.http import schemas
-from adspace.exchange.services.common import EXCHANGE_OWNER, NotFound, Principal, as_utc, utcnow
+from adspace.exchange.core.common import EXCHANGE_OWNER, NotFound, Principal, as_utc, utcnow
 from adspace.exchange.store import Store
 from adspace.exchange.store.tables import Account, ApiKey, LedgerAccount
 

@@ -6,9 +6,9 @@ import json
 
 from sqlalchemy import select
 
+from adspace.exchange.core import schemas
+from adspace.exchange.core.common import NotFound, Principal, as_utc
 from adspace.exchange.domain.visibility import explain_for
-from adspace.exchange.http import schemas
-from adspace.exchange.services.common import NotFound, Principal, as_utc
 from adspace.exchange.store import Store
 from adspace.exchange.store.tables import Auction
 

@@ -37,12 +37,12 @@ import anyio
 import numpy as np
 from sqlalchemy.engine import Connection
 
+from adspace.exchange.core import schemas
 from adspace.exchange.core.apikeys import new_auction_id
+from adspace.exchange.core.common import Conflict, Principal, utcnow
 from adspace.exchange.core.config import Settings
 from adspace.exchange.domain.live_market import CampaignState, LiveMarket, Outcome, Query
 from adspace.exchange.domain.visibility import explain_for
-from adspace.exchange.http import schemas
-from adspace.exchange.services.common import Conflict, Principal, utcnow
 from adspace.exchange.services.holds import PublisherHolds
 from adspace.exchange.services.pipeline import Pipeline
 from adspace.exchange.store import Store

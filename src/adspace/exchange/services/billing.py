@@ -19,11 +19,11 @@ from datetime import datetime
 import anyio
 from sqlalchemy import select
 
+from adspace.exchange.core import schemas
+from adspace.exchange.core.common import Conflict, Gone, NotFound, Principal, as_utc, utcnow
 from adspace.exchange.core.config import Settings
 from adspace.exchange.domain.live_market import LiveMarket
-from adspace.exchange.http import schemas
 from adspace.exchange.services.accounts import AccountService
-from adspace.exchange.services.common import Conflict, Gone, NotFound, Principal, as_utc, utcnow
 from adspace.exchange.services.hold_expiry import HoldExpiry
 from adspace.exchange.services.holds import PublisherHolds
 from adspace.exchange.store import Store

@@ -10,10 +10,10 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from adspace.exchange.core import schemas
 from adspace.exchange.core.apikeys import new_id
+from adspace.exchange.core.common import Conflict, NotFound, Principal, ServiceError, as_utc, utcnow, vec, vec_bytes
 from adspace.exchange.domain.live_market import CampaignState, LiveMarket
-from adspace.exchange.http import schemas
-from adspace.exchange.services.common import Conflict, NotFound, Principal, ServiceError, as_utc, utcnow, vec, vec_bytes
 from adspace.exchange.store import Store
 from adspace.exchange.store.tables import Campaign, CampaignKeyword
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from adspace.exchange.http import schemas
-from adspace.exchange.services.common import Conflict, NotFound, Principal, as_utc, utcnow
+from adspace.exchange.core import schemas
+from adspace.exchange.core.common import Conflict, NotFound, Principal, as_utc, utcnow
 from adspace.exchange.store import Store
 from adspace.exchange.store.billing_sql import CLICK
 from adspace.exchange.store.tables import Auction

@@ -15,9 +15,9 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
+from adspace.exchange.core.common import as_utc, utcnow
 from adspace.exchange.core.config import Settings
 from adspace.exchange.domain.live_market import LiveMarket
-from adspace.exchange.services.common import as_utc, utcnow
 from adspace.exchange.services.holds import PublisherHolds
 from adspace.exchange.store import Store
 from adspace.exchange.store.billing_sql import FLIP_EXPIRED, FLIP_LOST, UNHOLD

@@ -10,7 +10,7 @@ from __future__ import annotations
 from sqlalchemy import update
 
 from adspace.exchange.container import Exchange
-from adspace.exchange.services.common import utcnow
+from adspace.exchange.core.common import utcnow
 from adspace.exchange.store.tables import Account, ApiKey
 
 __all__ = ["issue_new_keys"]

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from sqlalchemy import and_, func, select
 
-from adspace.exchange.http import schemas
-from adspace.exchange.services.common import EXCHANGE_OWNER, Principal, as_utc
+from adspace.exchange.core import schemas
+from adspace.exchange.core.common import EXCHANGE_OWNER, Principal, as_utc
 from adspace.exchange.store import Store
 from adspace.exchange.store.tables import Auction, Campaign, LedgerAccount, LedgerPosting, LedgerTransaction
 

@@ -137,8 +137,8 @@ class MarketSync:
             if ids is not None:
                 kw_q = kw_q.where(CampaignKeyword.campaign_id.in_(sorted(ids)))
             kws = s.scalars(kw_q).all()
+        from adspace.exchange.core.common import vec as _vec
         from adspace.exchange.services.campaigns import campaign_state
-        from adspace.exchange.services.common import vec as _vec
 
         points: dict[str, dict] = {}
         for k in kws:

@@ -13,9 +13,9 @@ import math
 
 import numpy as np
 
+from adspace.exchange.core import schemas
+from adspace.exchange.core.common import Invalid, NotFound, Principal
 from adspace.exchange.core.config import Settings
-from adspace.exchange.http import schemas
-from adspace.exchange.services.common import Invalid, NotFound, Principal
 from adspace.exchange.services.dashboard.snapshot import Snapshot
 from adspace.exchange.store import Store
 from adspace.mechanisms.reach import fit_reach, preview

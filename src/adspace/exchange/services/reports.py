@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from sqlalchemy import case, func, select
 
-from adspace.exchange.http import schemas
-from adspace.exchange.services.common import Principal
+from adspace.exchange.core import schemas
+from adspace.exchange.core.common import Principal
 from adspace.exchange.store import Store
 from adspace.exchange.store.tables import Auction, Campaign
 

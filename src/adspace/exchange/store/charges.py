@@ -28,8 +28,8 @@ from typing import Any
 from sqlalchemy import BigInteger, DateTime, Integer, String, bindparam, column, insert, update, values
 from sqlalchemy.engine import Connection
 
-from adspace.exchange.http import schemas
-from adspace.exchange.services.common import EXCHANGE_OWNER
+from adspace.exchange.core import schemas
+from adspace.exchange.core.common import EXCHANGE_OWNER
 from adspace.exchange.store.money_sql import MONEY_COLUMNS
 from adspace.exchange.store.rawsql import RawStatement, cursor_of
 from adspace.exchange.store.tables import Auction, Campaign, LedgerPosting, LedgerTransaction

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from adspace.exchange.http import schemas
+from adspace.exchange.core import schemas
 from adspace.exchange.http.deps import Admin, Caller, ExchangeDep, Id
 
 router = APIRouter(prefix="/v1", tags=["accounts"])

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from adspace.exchange.http import schemas
+from adspace.exchange.core import schemas
 from adspace.exchange.http.deps import ExchangeDep, Id, Publisher
 from adspace.exchange.http.fastlane import auction_json, billing_json
 

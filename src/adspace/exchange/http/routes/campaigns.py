@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
 
-from adspace.exchange.http import schemas
+from adspace.exchange.core import schemas
 from adspace.exchange.http.deps import Advertiser, ExchangeDep, Id
 
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import FileResponse
 
-from adspace.exchange.http import schemas
+from adspace.exchange.core import schemas
 from adspace.exchange.http.deps import Admin, Caller, ExchangeDep, Publisher
 from adspace.exchange.services.dashboard.snapshot import RECENT_MAX
 

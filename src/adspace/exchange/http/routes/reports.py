@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from adspace.exchange.http import schemas
+from adspace.exchange.core import schemas
 from adspace.exchange.http.deps import Admin, Advertiser, Caller, ExchangeDep
 
 router = APIRouter(prefix="/v1", tags=["reports"])

@@ -13,9 +13,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import aliased
 
+from adspace.exchange.core.common import Principal, as_utc
 from adspace.exchange.domain import visibility
 from adspace.exchange.services.auction_reads import auction_out
-from adspace.exchange.services.common import Principal, as_utc
 from adspace.exchange.store import Store
 from adspace.exchange.store.tables import (
     Account,

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from adspace.exchange.core.common import Principal
 from adspace.exchange.domain import visibility
 from adspace.exchange.domain.live_market import Outcome
-from adspace.exchange.services.common import Principal
 from adspace.exchange.services.dashboard.snapshot import Snapshot, finite
 from adspace.mechanisms.vcg import Market
 

@@ -19,12 +19,12 @@ from typing import Any
 
 import numpy as np
 
+from adspace.exchange.core import schemas
+from adspace.exchange.core.common import Forbidden, Principal
 from adspace.exchange.core.config import Settings
 from adspace.exchange.domain import visibility
 from adspace.exchange.domain.live_market import LiveMarket
-from adspace.exchange.http import schemas
 from adspace.exchange.services.auctions import AuctionAsk, AuctionService, deciding_keyword
-from adspace.exchange.services.common import Forbidden, Principal
 from adspace.exchange.services.dashboard.map_view import map_view, score_rows
 from adspace.exchange.services.dashboard.projection import projection_view, query_xy
 from adspace.exchange.services.dashboard.slices import slice_view

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from adspace.exchange.services.common import Principal
+from adspace.exchange.core.common import Principal
 from adspace.exchange.services.dashboard.snapshot import DashboardCache, Snapshot
 from adspace.experiments.vcg_figures import pca_2d
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from adspace.exchange.http import schemas
-from adspace.exchange.services.common import Conflict, NotFound, Principal
+from adspace.exchange.core import schemas
+from adspace.exchange.core.common import Conflict, NotFound, Principal
 from adspace.exchange.services.dashboard.snapshot import Snapshot, finite
 from adspace.experiments.vcg_figures import slice_scores, winning_intervals
 

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select
 
+from adspace.exchange.core.common import Principal, as_utc, utcnow
 from adspace.exchange.domain import visibility
-from adspace.exchange.services.common import Principal, as_utc, utcnow
 from adspace.exchange.store import Store
 from adspace.exchange.store.tables import Account, Campaign, CampaignKeyword
 
