@@ -143,7 +143,7 @@ def test_the_held_out_queries_follow_the_runs_warm_start_and_training_queries(tm
     res = CliRunner().invoke(app, [*base, "--n-train", "6"])
     assert res.exit_code == 1 and "error: --n-train: the checkpoint's run trained on the first 54" in res.output
     res = CliRunner().invoke(app, [*base, "--seed", "3"])
-    assert res.exit_code == 1 and "error: --seed: the checkpoint's run drew its queries with seed 0" in res.output
+    assert res.exit_code == 1 and "error: --seed: the checkpoint's run drew its queries with --seed=0" in res.output
 
 
 def test_the_compare_commands_default_split_is_the_llm_auction_experiments():

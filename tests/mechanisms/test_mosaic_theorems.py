@@ -1,4 +1,5 @@
-"""MOSAIC (seed 002): one test per result of the paper, named after it.
+"""MOSAIC (Soumalias, Curry, Seuken, "Truthful Aggregation of LLMs with an Application to Online
+Advertising", arXiv 2405.05905): one test per result of the paper, named after it.
 
 What is random, and what each result claims
 -------------------------------------------

@@ -1,6 +1,6 @@
 """Exactness and input validation of :func:`adspace.mechanisms.vcg.clear` (and :class:`Market`).
 
-The contract (issue 2): winner and payment equal a direct float64 evaluation of the formulas
+The contract: winner and payment equal a direct float64 evaluation of the formulas
 ``score = log b − Σ(x − c)²/σ²`` and ``value = b·exp(−Σ(x − c)²/σ²)`` (argmax with ties to the lowest
 index; payment = the runner-up's reported value, raised to the reserve, capped at the winner's value),
 for any scale of coordinates and reach. :func:`brute_force` below is that direct evaluation, written

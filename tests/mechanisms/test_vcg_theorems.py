@@ -1,5 +1,5 @@
-"""The claims of seed 000 (Kim 2026, "Formally Verified VCG Mechanisms for Advertising in Embedding
-Spaces") as executable property tests on the real :func:`adspace.mechanisms.vcg.clear`, ``score``,
+"""The claims of J. Kim, "Formally Verified VCG Mechanisms for Advertising in Embedding Spaces" (2026),
+as executable property tests on the real :func:`adspace.mechanisms.vcg.clear`, ``score``,
 ``reported_value``, ``true_value``, ``utility`` and :mod:`adspace.mechanisms.geometry`.
 
 Every test is named after the Lean theorem of the artifact (kimjune01/auction-proof) it checks;

@@ -90,7 +90,7 @@ def _n_train(checkpoint: Path | None, n_train: int | None, seed: int) -> int | N
         return n_train
     if split["seed"] != seed or split["n_candidates"] != 3:
         raise ValueError(
-            f"--seed: the checkpoint's run drew its queries with seed {split['seed']} and "
+            f"--seed: the checkpoint's run drew its queries with --seed={split['seed']} and "
             f"{split['n_candidates']} candidates; its held-out queries need --seed {split['seed']}"
         )
     if n_train is None:

@@ -252,7 +252,7 @@ def _smollm2_gguf_path() -> Path:
 def smollm2_fp32_path(root: Path | None = None) -> Path:
     """Directory of the fp32 SmolLM2 copy, converting the GGUF on first use (process- and thread-safe).
 
-    The conversion de-quantizes the Q4_1 GGUF with transformers + gguf (~25 s on 2 cores), saves
+    The conversion de-quantizes the Q4_1 GGUF with transformers + gguf, saves
     safetensors, config and tokenizer to a temporary directory, and renames it into place atomically.
     """
     root = Path(root) if root is not None else cache_dir()

@@ -70,10 +70,8 @@ def _bool(name: str, default: bool) -> bool:
 
 def default_clear_threads(workers: int = 1) -> int:
     """Clearing threads per process: the cores this process may use, shared among ``workers``
-    processes, at most 4 (the filter GEMM is bound by memory bandwidth beyond a few threads).
-
-    Measured on 2 cores, 10,000 campaigns: one process with 2 threads served 8% more auctions than
-    with 1; two processes (PostgreSQL) with 1 thread each 22% more than with 2 each."""
+    processes, at most 4 (the filter GEMM is bound by memory bandwidth beyond a few threads; the
+    measurements behind the choice are in docs/benchmarks.md)."""
     try:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # pragma: no cover - not Linux
