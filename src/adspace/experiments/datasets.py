@@ -14,10 +14,12 @@ True
 
 from __future__ import annotations
 
+import csv
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["WEBIS_ENV", "WHERE_TO_GET_IT", "require_webis_data", "webis_data"]
+__all__ = ["WEBIS_ENV", "WHERE_TO_GET_IT", "require_webis_data", "webis_data", "webis_rows", "webis_topics"]
 
 #: the environment variable naming the data set's folder when ``--data`` is not given
 WEBIS_ENV = "ADSPACE_WEBIS_DATA"
@@ -56,3 +58,21 @@ def require_webis_data(data: str | os.PathLike[str] | None = None, *, needed_for
             f"none at {root} ({WHERE_TO_GET_IT})"
         )
     return root
+
+
+def webis_topics(root: Path) -> list[str]:
+    """The data set's topics, in alphabetical order: one per ``advertisements/<topic>_qualities.csv``."""
+    files = sorted((root / "advertisements").glob("*_qualities.csv"))
+    if not files:
+        raise ValueError(f"data: no advertisements/*_qualities.csv under {root}")
+    return [f.name[: -len("_qualities.csv")] for f in files]
+
+
+def webis_rows(root: Path, topic: str, table: str) -> Iterator[dict[str, str]]:
+    """The rows of one topic's table: ``"qualities"`` (advertisement, type, qualities) or ``"query_pairs"``
+    (query, advertisement: the judged-relevant pairs); nothing when the topic has no such file."""
+    path = root / "advertisements" / f"{topic}_{table}.csv"
+    if not path.exists():
+        return
+    with path.open(encoding="utf-8", newline="") as fh:
+        yield from csv.DictReader(fh)

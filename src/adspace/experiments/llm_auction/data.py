@@ -20,7 +20,6 @@ reproducible from ``seed``.
 
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import dataclass, field
 from importlib import resources
@@ -28,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from adspace.experiments.datasets import webis_data
+from adspace.experiments.datasets import webis_data, webis_rows, webis_topics
 from adspace.experiments.llm_auction.format import Ad, check_candidates
 from adspace.experiments.llm_auction.profiles import load_profiles, profile_text
 
@@ -52,21 +51,16 @@ def _webis_ads(root: Path) -> tuple[list[Ad], dict[str, list[int]], dict[tuple[s
     ads: list[Ad] = []
     by_topic: dict[str, list[int]] = {}
     by_name: dict[tuple[str, str], int] = {}
-    files = sorted((root / "advertisements").glob("*_qualities.csv"))
-    if not files:
-        raise ValueError(f"data: no advertisements/*_qualities.csv under {root}")
-    for f in files:
-        topic = f.name[: -len("_qualities.csv")]
-        with f.open(encoding="utf-8", newline="") as fh:
-            for row in csv.DictReader(fh):
-                name = (row.get("advertisement") or "").strip()
-                if not name or (topic, name) in by_name:
-                    continue
-                k = len(ads)
-                qual = ", ".join(q.strip() for q in (row.get("qualities") or "").split(",") if q.strip())
-                ads.append(Ad(f"Ad-{k:04d}", name, f"{row.get('type', '').strip()}: {qual}", advertiser=name))
-                by_topic.setdefault(topic, []).append(k)
-                by_name[(topic, name)] = k
+    for topic in webis_topics(root):
+        for row in webis_rows(root, topic, "qualities"):
+            name = (row.get("advertisement") or "").strip()
+            if not name or (topic, name) in by_name:
+                continue
+            k = len(ads)
+            qual = ", ".join(q.strip() for q in (row.get("qualities") or "").split(",") if q.strip())
+            ads.append(Ad(f"Ad-{k:04d}", name, f"{row.get('type', '').strip()}: {qual}", advertiser=name))
+            by_topic.setdefault(topic, []).append(k)
+            by_name[(topic, name)] = k
     return ads, by_topic, by_name
 
 
@@ -75,17 +69,13 @@ def _load_webis(root: Path, n: int, n_candidates: int, n_relevant: int, rng: np.
     pairs: list[tuple[str, str, list[int]]] = []
     for topic in sorted(by_topic):
         rel: dict[str, list[int]] = {}
-        path = root / "advertisements" / f"{topic}_query_pairs.csv"
-        if not path.exists():
-            continue
-        with path.open(encoding="utf-8", newline="") as fh:
-            for row in csv.DictReader(fh):
-                k = by_name.get((topic, (row.get("advertisement") or "").strip()))
-                q = (row.get("query") or "").strip()
-                if k is not None and q:
-                    rel.setdefault(q, [])
-                    if k not in rel[q]:
-                        rel[q].append(k)
+        for row in webis_rows(root, topic, "query_pairs"):
+            k = by_name.get((topic, (row.get("advertisement") or "").strip()))
+            q = (row.get("query") or "").strip()
+            if k is not None and q:
+                rel.setdefault(q, [])
+                if k not in rel[q]:
+                    rel[q].append(k)
         pairs.extend((topic, q, ks) for q, ks in sorted(rel.items()))
     order = rng.permutation(len(pairs))[:n]
     profiles = load_profiles()

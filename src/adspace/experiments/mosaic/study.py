@@ -30,7 +30,6 @@ Metrics (as in Figures 1-3, EC.1-EC.3), per version and M:
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import time
@@ -41,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from adspace.experiments.datasets import webis_data
+from adspace.experiments.datasets import webis_data, webis_rows, webis_topics
 from adspace.mechanisms import mosaic
 from adspace.models.llm import LLMBackend, Message, Reply, messages
 
@@ -110,22 +109,15 @@ def context_prompt(query: str, advs: Sequence[Advertiser]) -> list[Message]:
 def _webis(root: Path) -> list[Instance]:
     ads: dict[tuple[str, str], Advertiser] = {}
     out: list[Instance] = []
-    files = sorted((root / "advertisements").glob("*_qualities.csv"))
-    if not files:
-        raise ValueError(f"data: no advertisements/*_qualities.csv under {root}")
-    for f in files:
-        topic = f.name[: -len("_qualities.csv")]
-        with f.open(encoding="utf-8", newline="") as fh:
-            for row in csv.DictReader(fh):
-                quals = ", ".join(q.strip() for q in row["qualities"].split(",") if q.strip())
-                ads[(topic, row["advertisement"])] = Advertiser(row["advertisement"], f"known for being {quals}")
-        pairs = root / "advertisements" / f"{topic}_query_pairs.csv"
+    for topic in webis_topics(root):
+        for row in webis_rows(root, topic, "qualities"):
+            quals = ", ".join(q.strip() for q in row["qualities"].split(",") if q.strip())
+            ads[(topic, row["advertisement"])] = Advertiser(row["advertisement"], f"known for being {quals}")
         by_query: dict[str, list[Advertiser]] = {}
-        with pairs.open(encoding="utf-8", newline="") as fh:
-            for row in csv.DictReader(fh):
-                adv = ads.get((topic, row["advertisement"]))
-                if adv is not None and adv not in by_query.setdefault(row["query"], []):
-                    by_query[row["query"]].append(adv)
+        for row in webis_rows(root, topic, "query_pairs"):
+            adv = ads.get((topic, row["advertisement"]))
+            if adv is not None and adv not in by_query.setdefault(row["query"], []):
+                by_query[row["query"]].append(adv)
         for q, advs in sorted(by_query.items()):
             if len(advs) >= 2:
                 out.append(
