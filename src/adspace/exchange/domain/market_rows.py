@@ -3,17 +3,25 @@
 An embedding campaign is one row at its center with its σ. A keyword campaign (σ → 0) is one row per
 keyword at the keyword's point (its embedding), with σ = 1 (irrelevant at distance 0). A request's
 keywords route the auction to the point of the first keyword that campaigns bid on
-(:meth:`MarketRows.keyword_in`).
+(:func:`deciding_keyword`, the one statement of that rule).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
 from adspace.exchange.domain.campaign_state import CampaignState
 from adspace.mechanisms.vcg import Market
 
-__all__ = ["MarketRows"]
+__all__ = ["MarketRows", "deciding_keyword"]
+
+
+def deciding_keyword(keywords: Iterable[str] | None, bid_on: Callable[[str], bool]) -> str | None:
+    """The keyword whose point an auction runs at: the first of the request's ``keywords`` (in its
+    order) that campaigns bid on (``bid_on``), else ``None`` (the query's own point decides)."""
+    return next((k for k in keywords or () if bid_on(k)), None)
 
 
 class MarketRows:
@@ -66,4 +74,4 @@ class MarketRows:
 
     def keyword_in(self, keywords: list[str] | None) -> str | None:
         """The first of a request's keywords that campaigns bid on (the auction runs at its point), else None."""
-        return next((k for k in (keywords or []) if k in self.keyword_rows), None)
+        return deciding_keyword(keywords, self.keyword_rows.__contains__)

@@ -3,8 +3,8 @@
 A caller (the HTTP layer, the OpenRTB adapter, the dashboard, the demo) describes its auction as an
 :class:`AuctionAsk` and calls :meth:`AuctionService.run` (a thread) or :meth:`AuctionService.run_async`
 (an event loop). The service turns the ask into a point -- the keyword's point when a keyword decides
-it (:func:`deciding_keyword`), else the embedding, else the conversation embedded -- and queues it on
-the micro-batch pipeline (:mod:`adspace.exchange.services.pipeline`), which hands each batch back to be:
+it (:func:`~adspace.exchange.domain.market_rows.deciding_keyword`), else the embedding, else the
+conversation embedded -- and queues it on the micro-batch pipeline (:mod:`adspace.exchange.services.pipeline`), which hands each batch back to be:
 
 1. cleared together: :meth:`LiveMarket.run_batch <adspace.exchange.domain.live_market.LiveMarket.run_batch>`
    builds each auction's eligibility mask (vectorised over campaigns, the campaign-level part once per
@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -42,6 +42,7 @@ from adspace.exchange.core.apikeys import new_auction_id
 from adspace.exchange.core.common import Conflict, Principal, utcnow
 from adspace.exchange.core.config import Settings
 from adspace.exchange.domain.live_market import CampaignState, LiveMarket, Outcome, Query
+from adspace.exchange.domain.market_rows import deciding_keyword
 from adspace.exchange.domain.visibility import explain_for
 from adspace.exchange.services.holds import PublisherHolds
 from adspace.exchange.services.pipeline import Pipeline
@@ -50,7 +51,7 @@ from adspace.exchange.store.money_sql import RAW_HOLD, RAW_INSERT_AUCTION, READ_
 from adspace.exchange.store.rawsql import cursor_of
 from adspace.exchange.store.writer import AsyncWaiter, resolve_all
 
-__all__ = ["AuctionAsk", "AuctionResult", "AuctionService", "deciding_keyword", "explain"]
+__all__ = ["AuctionAsk", "AuctionResult", "AuctionService", "explain"]
 
 _REASON_FILLED = (
     "highest score log(bid) - |x - c|^2 / sigma^2 among the eligible campaigns; the price is the "
@@ -75,12 +76,6 @@ class AuctionAsk:
     tau: float | None = None
     source: str = "rest"
     notice_token: str | None = None
-
-
-def deciding_keyword(keywords: Iterable[str] | None, bid_on: Callable[[str], bool]) -> str | None:
-    """The keyword whose point an auction runs at: the first of the request's ``keywords`` (in its
-    order) that campaigns bid on (``bid_on``), else ``None`` (the query's own point decides)."""
-    return next((k for k in keywords or () if bid_on(k)), None)
 
 
 @dataclass(frozen=True)

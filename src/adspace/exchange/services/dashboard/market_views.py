@@ -24,7 +24,8 @@ from adspace.exchange.core.common import Forbidden, Principal
 from adspace.exchange.core.config import Settings
 from adspace.exchange.domain import visibility
 from adspace.exchange.domain.live_market import LiveMarket
-from adspace.exchange.services.auctions import AuctionAsk, AuctionService, deciding_keyword
+from adspace.exchange.domain.market_rows import deciding_keyword
+from adspace.exchange.services.auctions import AuctionAsk, AuctionService
 from adspace.exchange.services.dashboard.map_view import map_view, score_rows
 from adspace.exchange.services.dashboard.projection import projection_view, query_xy
 from adspace.exchange.services.dashboard.slices import slice_view
