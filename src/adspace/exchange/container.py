@@ -145,9 +145,7 @@ class Exchange:
     def stats(self) -> dict[str, Any]:
         """Admin: counters of this process (auctions served; seconds embedding, clearing, in the database;
         how many auctions each clearing kernel call and each commit carried)."""
-        a = self.auctions
-        with a._timing_lock:
-            t = dict(a.timings)
+        t = self.auctions.timings_snapshot()
         emb = self._embedder
         w = self.store.writer
         m = self.market

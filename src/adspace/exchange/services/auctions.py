@@ -229,6 +229,12 @@ class AuctionService:
         with self._timing_lock:
             self.timings[key] += seconds
 
+    def timings_snapshot(self) -> dict[str, float]:
+        """A consistent copy of the counters: auctions served and seconds embedding, clearing, in the
+        database and end to end."""
+        with self._timing_lock:
+            return dict(self.timings)
+
     # -- one batch: clear, hold and record, answer ---------------------------------------------------
     def _clear_and_submit(self, batch: list[_Job]) -> None:
         """Clear one batch and hand its writes to the writer; :meth:`_finish` answers after the commit.
