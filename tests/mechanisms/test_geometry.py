@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -28,6 +28,11 @@ from adspace.mechanisms.geometry import (
 from adspace.mechanisms.vcg import score
 
 U = 2.0**-53
+# Gradual underflow: a float64 product or quotient is (a∘b)(1 + δ) + η with |δ| <= U and |η| <= ETA = λ·U
+# (λ = 2⁻¹⁰²² the smallest normal; Higham, *Accuracy and Stability of Numerical Algorithms*, §2.1);
+# additions and subtractions have no η (an underflowing sum is exact). ETA = 2⁻¹⁰⁷⁵ is half the smallest
+# subnormal and rounds to 0 in float64, so tolerances use TWO_ETA = 2·ETA.
+TWO_ETA = 2.0**-1074
 _SCALE = max(1, int(os.environ.get("ADSPACE_HYPOTHESIS_SCALE", "1")))
 
 
@@ -51,19 +56,31 @@ def points(draw, max_n: int = 10, max_q: int = 6, lo: float = -50.0, hi: float =
 
 @examples(150)
 @given(pts=points())
+# x = c in the subnormal range of x²: the lift rounds 2x·x and x² separately to the subnormal grid and
+# returns 2⁻¹⁰⁷⁴ where the direct score is 0, an error no relative bound covers (only the ETA term does).
+@example(pts=(np.array([[8.34525094e-160]]), np.array([[8.34525094e-160]]), np.ones(1), np.ones(1)))
 def test_inner_product_lift_equals_score(pts) -> None:
     """<[x, ‖x‖², 1], [2c/σ², −1/σ², log b − ‖c‖²/σ²]> = log b − ‖x − c‖²/σ² (exactly in the reals; in
     float64 up to the cancellation the expansion causes, which is why clear only filters with it)."""
     x, c, s, b = pts
+    d = x.shape[1]
     lq = lift_query_inner_product(x)
     la = lift_advertisers_inner_product(c, s, b)
-    assert lq.shape == (x.shape[0], x.shape[1] + 2) and la.shape == (c.shape[0], c.shape[1] + 2)
+    assert lq.shape == (x.shape[0], d + 2) and la.shape == (c.shape[0], d + 2)
     got = lq @ la.T
     want = np.asarray(score(x[:, None, :], c[None], s, b))
     x2 = np.sum(x * x, 1)[:, None]
     c2 = np.sum(c * c, 1)[None, :]
     mag = (x2 + 2 * np.sqrt(x2 * c2) + c2) / s**2 + np.abs(np.log(b))  # Σ|q_k a_k| by Cauchy–Schwarz
-    assert np.all(np.abs(got - want) <= 4 * (x.shape[1] + 4) * U * mag)
+    # Rounding (docs/clearing.md): γ-bounds of the lift's entries, of the (d + 2)-term dot product and of the
+    # direct score, each at most about (d + 3)·U·mag. Underflow (σ² and 1/σ² stay normal here), one ETA per
+    # product or quotient times what multiplies it afterwards: ‖x‖² in the query lift (d products, times
+    # 1/σ²), ‖c‖² in the constant (d, times 1/σ²) and its product with 1/σ² (1), each 2c_k/σ² (1, times
+    # x_k), the dot product (d + 1), the direct Σ(x − c)² (d, times 1/σ²) and its quotient by σ² (1):
+    # ETA·(‖x‖₁ + 3d/σ² + d + 3), doubled, like the relative part, for the later roundings it passes.
+    l1 = np.sum(np.abs(x), 1)[:, None]
+    tiny = TWO_ETA * (l1 + 3 * d / s**2 + d + 3)
+    assert np.all(np.abs(got - want) <= 4 * (d + 4) * U * mag + tiny)
     # the components, as documented
     np.testing.assert_array_equal(lq[:, :-2], x)
     np.testing.assert_array_equal(lq[:, -1], 1.0)
@@ -142,13 +159,24 @@ def test_lift_broadcasts_a_scalar_sigma() -> None:
 
 @examples(150)
 @given(pts=points(), shift=hnp.arrays(np.float64, 8, elements=st.floats(-1e3, 1e3)))
+# ‖x − c‖² = 1.44e-312 is subnormal: translating by 1e-153 changes x − c by ~1e-169, the square by less than
+# the subnormal spacing, yet the two rounded squares differ by 2⁻¹⁰⁷⁴ (only the ETA term covers it).
+@example(
+    pts=(np.array([[1e-157]]), np.array([[-1.1e-156]]), np.ones(1), np.ones(1)),
+    shift=np.array([1e-153, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]),
+)
 def test_score_is_translation_invariant(pts, shift) -> None:
     """score depends on x − c only, which is what lets clear translate by the mean center."""
     x, c, s, b = pts
-    t = shift[: x.shape[1]]
+    d = x.shape[1]
+    t = shift[:d]
     a = np.asarray(score(x[:, None, :], c[None], s, b))
     moved = np.asarray(score((x + t)[:, None, :], (c + t)[None], s, b))
     # translating rounds each coordinate difference by up to u·(|x| + |t|) relative to nothing cancelling
+    # (U is applied last so that err's own underflow stays below ETA·(1/σ² + 1) after the division)
     diff = np.abs(x[:, None, :] - c[None])
-    err = np.sum(2 * diff * 4 * U * (np.abs(x[:, None, :]) + np.abs(c[None]) + 2 * np.abs(t)) + 8 * U * diff**2, -1)
-    assert np.all(np.abs(a - moved) <= err / s**2 + 8 * (x.shape[1] + 4) * U * (np.abs(a) + 2 * np.abs(np.log(b))))
+    err = U * np.sum(8 * diff * (np.abs(x[:, None, :]) + np.abs(c[None]) + 2 * np.abs(t)) + 8 * diff**2, -1)
+    # underflow: ETA·(d/σ² + 1) in each of the two scores (d squares, then the quotient by σ²), ETA·(1/σ² + 1)
+    # in err / σ² and ETA in the relative term: ETA·((2d + 1)/σ² + 4), doubled for the later roundings
+    tiny = TWO_ETA * ((2 * d + 1) / s**2 + 4)
+    assert np.all(np.abs(a - moved) <= err / s**2 + 8 * (d + 4) * U * (np.abs(a) + 2 * np.abs(np.log(b))) + tiny)

@@ -13,7 +13,9 @@ the standard rounding analysis, never a blanket ``approx``:
 
 * A score ``log b − t`` with ``t = ‖x − c‖²/σ²`` evaluated by a direct float64 formula errs by at most
   about ``(d + 4)·u·(|log b| + t)`` (``u = 2⁻⁵³``; Higham §3.1 for the sum of squares). ``score_tol``
-  allows 8× that.
+  allows 8× that. Gradual underflow adds an absolute ``η <= 2⁻¹⁰⁷⁵`` to every product and quotient
+  (Higham §2.1; sums have none): ``η·(d/σ² + 1)`` for a score; ``score_tol`` allows it for both
+  evaluations, doubled for the later roundings it passes.
 * A reported value ``b·exp(−t)`` inherits the absolute error of ``t`` as a relative error. Values are
   only non-zero for ``t < 745``, so two evaluations agree to ~1e-11 relative; :data:`REL` = 1e-9
   leaves room and is still far below anything economically meaningful.
@@ -53,6 +55,7 @@ from adspace.mechanisms.vcg import (
 U = 2.0**-53  # unit roundoff of float64
 REL = 1e-9  # relative tolerance between reported values computed along different float64 paths
 TINY = 1e-300  # absolute floor for comparisons of values that may underflow
+TWO_ETA = 2.0**-1074  # twice the bound η = 2⁻¹⁰⁷⁵ on the absolute error of an underflowing product or quotient
 
 # Scale every example budget with ADSPACE_HYPOTHESIS_SCALE (e.g. 20 for a thorough local run).
 _SCALE = max(1, int(os.environ.get("ADSPACE_HYPOTHESIS_SCALE", "1")))
@@ -151,7 +154,7 @@ reserves = st.one_of(st.just(0.0), st.floats(0.0, 20.0))
 
 def score_tol(p: Profile) -> np.ndarray:
     """``(Q, N)`` bound on the float64 error of a direct score evaluation (see the module docstring)."""
-    return 8 * (p.d + 4) * U * (np.abs(np.log(p.bids))[None, :] + p.t())
+    return 8 * (p.d + 4) * U * (np.abs(np.log(p.bids))[None, :] + p.t()) + 2 * TWO_ETA * (p.d / p.sigmas**2 + 1)
 
 
 def others_best(p: Profile, i: int, reserve: float = 0.0, eligible=None) -> np.ndarray:
@@ -502,8 +505,12 @@ def test_gaussian_vcg_weakly_dominates(p: Profile, data) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-def _pd_tol(d: int, sq: np.ndarray, w: np.ndarray) -> np.ndarray:
-    return 8 * (d + 4) * U * (sq + np.abs(w))
+def _pd_tol(d: int, sq: np.ndarray, w: np.ndarray, sigma: float) -> np.ndarray:
+    """Bound on ``|powerDist + σ²·score|`` as computed: the relative rounding of the sums, plus underflow
+    (η per product or quotient, scaled by what multiplies it later): ``‖x − c‖²`` (d) and ``σ²·log b`` (1)
+    in the power distance; the score's ``Σ(x − c)²`` (d, times 1/σ², then times σ²), its quotient by σ²
+    (1, times σ²) and the product ``σ²·score`` (1). That is ``η·(2d + 2 + σ²)``, doubled as in ``score_tol``."""
+    return 8 * (d + 4) * U * (sq + np.abs(w)) + TWO_ETA * (2 * d + 2 + sigma**2)
 
 
 @examples(150)
@@ -518,7 +525,7 @@ def test_score_le_iff_powerDist_le(p: Profile, data) -> None:
     w = equal_sigma_weight(sigma, p.bids)
     pd = power_distance(x[:, None, :], p.centers[None], w)  # (Q, N)
     s = np.asarray(score(x[:, None, :], p.centers[None], sigma, p.bids))
-    tol = _pd_tol(p.d, sq, w)
+    tol = _pd_tol(p.d, sq, w, sigma)
     # powerDist_eq_neg_sigma_sq_mul_score
     assert np.all(np.abs(pd + sigma**2 * s) <= tol)
     for r in range(p.n):
@@ -528,6 +535,21 @@ def test_score_le_iff_powerDist_le(p: Profile, data) -> None:
             lhs = s[:, r] <= s[:, t]
             rhs = pd[:, t] <= pd[:, r]
             assert np.all(lhs[clear_cut] == rhs[clear_cut])
+
+
+def test_powerDist_eq_neg_sigma_sq_mul_score_when_the_distance_underflows() -> None:
+    """A query 8e-162 from the centers: ‖x − c‖² = 6.4e-323 is subnormal, so score/σ² and σ²·score round
+    to the subnormal grid and powerDist + σ²·score is 2⁻¹⁰⁷³, not 0; only the underflow term of
+    ``_pd_tol`` covers it (the relative part is 0 here)."""
+    x = np.array([[8.016271176041259e-162]])
+    centers, bids, sigma = np.zeros((2, 1)), np.ones(2), float(np.e)
+    diff = x[:, None] - centers[None]
+    sq = np.einsum("qnk,qnk->qn", diff, diff)
+    w = equal_sigma_weight(sigma, bids)
+    pd = power_distance(x[:, None, :], centers[None], w)
+    s = np.asarray(score(x[:, None, :], centers[None], sigma, bids))
+    assert np.all(pd + sigma**2 * s != 0.0)  # the rounding this case exists for
+    assert np.all(np.abs(pd + sigma**2 * s) <= _pd_tol(1, sq, w, sigma))
 
 
 @examples(150)
@@ -541,7 +563,7 @@ def test_winner_minimizes_powerDist(p: Profile, data) -> None:
     sq = np.einsum("qnk,qnk->qn", diff, diff)
     w = equal_sigma_weight(sigma, p.bids)
     pd = power_distance(p.queries[:, None, :], p.centers[None], w)
-    tol = _pd_tol(p.d, sq, w)
+    tol = _pd_tol(p.d, sq, w, sigma)
     q = np.arange(len(out))
     pw = pd[q, out.winner]
     assert np.all(pw[:, None] <= pd + tol + tol[q, out.winner][:, None])
