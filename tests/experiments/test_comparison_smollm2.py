@@ -9,13 +9,11 @@ import pytest
 from typer.testing import CliRunner
 
 from adspace.cli import app
-from adspace.experiments.datasets import WHERE_TO_GET_IT, webis_data
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.skipif(webis_data() is None, reason=f"needs the Webis ads data set: {WHERE_TO_GET_IT}")
-def test_compare_command_writes_table_json_csv_and_figure(tmp_path):
+def test_compare_command_writes_table_json_csv_and_figure(tmp_path, webis_root):
     args = ["experiment", "compare", "--out", str(tmp_path), "--queries", "1", "--max-new-tokens", "6"]
     res = CliRunner().invoke(app, [*args, "--mosaic-m", "2"])
     assert res.exit_code == 0, res.output

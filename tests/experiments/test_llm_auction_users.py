@@ -9,7 +9,6 @@ from importlib import resources
 import numpy as np
 import pytest
 
-from adspace.experiments.datasets import WHERE_TO_GET_IT, webis_data
 from adspace.experiments.llm_auction.data import AuctionQuery, load_queries, split
 from adspace.experiments.llm_auction.format import Ad, insert_markup, parse_reply
 from adspace.experiments.llm_auction.profiles import generate_profiles, load_profiles, profile_text
@@ -52,9 +51,8 @@ def test_demo_queries_reproducible_and_well_formed():
         load_queries(2, data="/nonexistent/webis")
 
 
-@pytest.mark.skipif(webis_data() is None, reason=f"needs the Webis ads data set: {WHERE_TO_GET_IT}")
-def test_webis_queries_have_their_judged_relevant_ads_among_candidates():
-    qs = load_queries(30, data=webis_data(), n_candidates=4, n_relevant=2, seed=0)
+def test_webis_queries_have_their_judged_relevant_ads_among_candidates(webis_root):
+    qs = load_queries(30, data=webis_root, n_candidates=4, n_relevant=2, seed=0)
     assert len(qs) == 30
     for q in qs:
         ids = {c.ad_id for c in q.candidates}

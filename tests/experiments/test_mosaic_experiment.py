@@ -13,7 +13,7 @@ import zlib
 import numpy as np
 import pytest
 
-from adspace.experiments.datasets import WEBIS_ENV, WHERE_TO_GET_IT, webis_data
+from adspace.experiments.datasets import WEBIS_ENV
 from adspace.experiments.mosaic import study
 from adspace.experiments.mosaic.study import Advertiser, Instance
 from adspace.mechanisms import mosaic
@@ -192,16 +192,13 @@ def test_paper_without_a_gpu_says_so(tmp_path):
     assert not (tmp_path / "results.json").exists()
 
 
-def test_webis_instances_have_two_judged_relevant_advertisers():
-    root = webis_data()
-    if root is None:
-        pytest.skip(f"needs the Webis ads data set: {WHERE_TO_GET_IT}")
+def test_webis_instances_have_two_judged_relevant_advertisers(webis_root):
     insts, source = study.load_instances(None, n_queries=5, seed=0)
     assert source == "webis-ads" and len(insts) == 5
     import csv
 
     topic, q = insts[0].query_id.split(":", 1)
-    with (root / "advertisements" / f"{topic}_query_pairs.csv").open() as fh:
+    with (webis_root / "advertisements" / f"{topic}_query_pairs.csv").open() as fh:
         relevant = {row["advertisement"] for row in csv.DictReader(fh) if row["query"] == q}
     assert len(insts[0].advertisers) == 2 and {a.name for a in insts[0].advertisers} <= relevant
 
